@@ -1,0 +1,3 @@
+from lab.ablate import main
+
+raise SystemExit(main())

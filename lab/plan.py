@@ -1,0 +1,46 @@
+"""What a job will run, computed without training: variants, configs, sizes and counters."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from lab.config import Config
+from lab.data import IMAGE_SHAPE
+from lab.network import build_resnet18, count_parameters, flops_per_image
+from lab.pipeline import expected_rng_calls, expected_worker_launches
+from lab.registry import Variant
+
+FULL_TRAIN_SIZE = 50_000
+FULL_TEST_SIZE = 10_000
+
+
+@functools.cache
+def network_size(width: int, prep_bn: bool) -> tuple[int, int]:
+    """(trainable parameters, forward+backward FLOPs per image); counting FLOPs takes ~1 s."""
+    return count_parameters(build_resnet18(width, prep_bn)), flops_per_image(width, prep_bn)
+
+
+def subset_sizes(config: Config) -> tuple[int, int]:
+    """Images per split the config trains and tests on (the full set when not subset)."""
+    train = min(config.train_images or FULL_TRAIN_SIZE, FULL_TRAIN_SIZE)
+    test = min(config.test_images or FULL_TEST_SIZE, FULL_TEST_SIZE)
+    return train, test
+
+
+def plan_entry(variant: Variant) -> dict[str, Any]:
+    config = variant.config
+    params, flops = network_size(config.width, config.prep_bn)
+    train_size, test_size = subset_sizes(config)
+    return {
+        "name": variant.name,
+        "steps": list(variant.steps),
+        "config": config.to_dict(),
+        "params": params,
+        "flops_per_image": flops,
+        "train_images": train_size,
+        "test_images": test_size,
+        "image_shape": list(IMAGE_SHAPE),
+        "expected_worker_launches": expected_worker_launches(config),
+        "expected_rng_calls": expected_rng_calls(config, train_size),
+    }

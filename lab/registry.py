@@ -1,0 +1,133 @@
+"""The registry of speedup steps (after timm's model registry).
+
+Each module in `ablations/` registers one step with `@register_step(...)` on a function that
+transforms a `Config`. Steps are listed in `order`, applied cumulatively, and unknown names are
+rejected with the list of valid ones. The module's docstring is the step's story.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lab.config import Config
+from lab.errors import LabError
+
+# The article's timings on one V100 (SPEC.md), by the article's step number.
+ARTICLE_TIMES_S: dict[int, float] = {0: 356.0, 1: 323.0, 2: 308.0, 3: 301.0, 4: 297.0}
+
+# Mechanism counters a step can promise to move: name -> the record field measuring it.
+COUNTERS: dict[str, str] = {
+    "worker_launches": "worker launches",
+    "rng_calls": "RNG calls",
+    "data_wait_s": "s waiting for data",
+    "cpu_children_s": "child CPU s",
+    "cpu_main_s": "main CPU s",
+    "images_per_s": "images/s",
+    "preprocess_s": "one-off preprocessing s",
+    "params": "parameters",
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    title: str
+    order: int  # position in the cumulative sequence (the article's order)
+    changes: str  # one line: what the step changes in the config
+    article_step: int | None  # the article's step number this belongs to (None: not in it)
+    apply: Callable[[Config], Config]
+    # counter -> "down" | "up" | "zero" | "same": how the docstring says the step moves it
+    expects: dict[str, str] = field(default_factory=dict)
+    story: str = ""
+
+    @property
+    def article_saved_s(self) -> float | None:
+        """Seconds the article's step saved on a V100 (shared by steps with the same number)."""
+        if self.article_step is None:
+            return None
+        return ARTICLE_TIMES_S[self.article_step - 1] - ARTICLE_TIMES_S[self.article_step]
+
+    @property
+    def article_shared_with(self) -> list[str]:
+        return [
+            s.name
+            for s in all_steps()
+            if s.article_step == self.article_step
+            and s is not self
+            and self.article_step is not None
+        ]
+
+
+_REGISTRY: dict[str, Step] = {}
+
+
+def register_step(
+    *,
+    name: str,
+    title: str,
+    order: int,
+    changes: str,
+    article_step: int | None,
+    expects: dict[str, str] | None = None,
+) -> Callable[[Callable[[Config], Config]], Callable[[Config], Config]]:
+    """Register `apply(config) -> config` as a step; the module docstring is its story."""
+
+    def decorator(apply: Callable[[Config], Config]) -> Callable[[Config], Config]:
+        if name in _REGISTRY and _REGISTRY[name].apply.__module__ != apply.__module__:
+            raise ValueError(f"step {name!r} registered twice")
+        unknown = set(expects or {}) - set(COUNTERS)
+        if unknown:
+            raise ValueError(f"step {name!r} expects unknown counters {sorted(unknown)}")
+        story = (sys.modules[apply.__module__].__doc__ or "").strip()
+        _REGISTRY[name] = Step(
+            name, title, order, changes, article_step, apply, dict(expects or {}), story
+        )
+        return apply
+
+    return decorator
+
+
+def _discover() -> None:
+    import ablations
+
+    for module in pkgutil.iter_modules(ablations.__path__):
+        importlib.import_module(f"ablations.{module.name}")
+
+
+def all_steps() -> list[Step]:
+    """Every registered step in order."""
+    _discover()
+    return sorted(_REGISTRY.values(), key=lambda step: (step.order, step.name))
+
+
+def get_steps(names: list[str]) -> list[Step]:
+    """The named steps in registry order; LabError listing the valid names on an unknown one."""
+    steps = {step.name: step for step in all_steps()}
+    unknown = [name for name in names if name not in steps]
+    if unknown:
+        raise LabError(
+            f"--steps {','.join(unknown)}: unknown step; valid steps: {', '.join(steps)}"
+        )
+    return [step for step in all_steps() if step.name in names]
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str  # "baseline" or "+<last step>"
+    steps: tuple[str, ...]  # steps applied, in order
+    config: Config
+
+
+def cumulative_variants(base: Config, steps: list[Step]) -> list[Variant]:
+    """baseline, +step1, +step2, ...: each variant applies one more step to the previous one."""
+    variants = [Variant("baseline", (), base)]
+    for step in steps:
+        previous = variants[-1]
+        variants.append(
+            Variant(f"+{step.name}", (*previous.steps, step.name), step.apply(previous.config))
+        )
+    return variants

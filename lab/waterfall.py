@@ -1,0 +1,112 @@
+"""The waterfall chart: baseline time, one floating bar per step's saving, the final time;
+the article's V100 waterfall beside it, scaled to the same baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+
+SAVING, SLOWDOWN, TOTAL, ONE_OFF = "#2a9d8f", "#e76f51", "#264653", "#b8b8b8"
+ARTICLE_LABELS = {
+    1: "BN dedupe\n+ smooth LR",
+    2: "preprocess\n+ 1 worker",
+    3: "bulk RNG",
+    4: "main-thread\naug",
+}
+
+
+def _bars(
+    ax: Any,
+    labels: list[str],
+    starts: list[float],
+    ends: list[float],
+    errors: list[tuple[float, float] | None],
+    baseline: float,
+) -> None:
+    for x, (start, end, error) in enumerate(zip(starts, ends, errors, strict=True)):
+        is_total = x in (0, len(labels) - 1)
+        bottom, height = (0.0, end) if is_total else (min(start, end), abs(start - end))
+        color = TOTAL if is_total else (SAVING if end <= start else SLOWDOWN)
+        ax.bar(x, height, bottom=bottom, color=color, width=0.7)
+        if error is not None:
+            # CI of the saving, drawn around the bar's lower end (where the new time sits).
+            low, high = error
+            ax.errorbar(
+                x,
+                start - (low + high) / 2,
+                yerr=[[(high - low) / 2]],
+                color="black",
+                capsize=4,
+                linewidth=1,
+            )
+        value = end if is_total else start - end
+        text = f"{value:.2f} s" if is_total else f"{-value:+.2f} s\n({-value / baseline:+.1%})"
+        ax.text(x, max(start, end) + baseline * 0.01, text, ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=7)
+
+
+def draw_waterfall(summary: dict[str, Any], out: Path, floor_s: float | None = None) -> list[Path]:
+    """Write waterfall.png and waterfall.svg into `out`; return their paths."""
+    variants, steps = summary["variants"], summary["steps"]
+    baseline = summary["total"]["baseline_s"]
+    fig, (ours, article) = plt.subplots(1, 2, figsize=(13, 5), width_ratios=[len(steps) + 3, 6])
+    times = [v["timing"]["total_s"]["median"] for v in variants]
+    labels = ["baseline", *[s["name"] for s in steps], "final"]
+    starts = [baseline, *times[:-1], times[-1]]
+    ends = [baseline, *times[1:], times[-1]]
+    errors = [
+        None,
+        *[tuple(s["saved_s"]["ci95"]) if s["saved_s"]["ci95"] else None for s in steps],
+        None,
+    ]
+    _bars(ours, labels, starts, ends, errors, baseline)
+    one_off = summary["total"]["one_off_preprocessing_s"] or 0.0
+    if one_off > 0:
+        x = len(labels)
+        ours.bar(x, one_off, color=ONE_OFF, hatch="//", width=0.7)
+        ours.text(
+            x, one_off + baseline * 0.01, f"{one_off:.2f} s", ha="center", va="bottom", fontsize=7
+        )
+        ours.set_xticks(
+            range(x + 1), [*labels, "one-off\npreprocessing"], rotation=35, ha="right", fontsize=7
+        )
+    if floor_s:
+        ours.axhline(floor_s, color="black", linestyle=":", linewidth=1)
+    meta = summary["meta"]
+    ours.set_title(
+        f"This machine: {meta.get('device_name', '?')}\n"
+        f"preset {meta.get('preset')}, median of {variants[0]['runs']} runs, "
+        "95% bootstrap CI",
+        fontsize=9,
+    )
+    ours.set_ylabel("seconds (training + per-epoch evaluation)")
+    article_times = [summary["article_times_s"][str(k)] for k in range(5)]
+    scale = baseline / article_times[0]
+    scaled = [t * scale for t in article_times]
+    _bars(
+        article,
+        ["baseline", *ARTICLE_LABELS.values(), "final"],
+        [scaled[0], *scaled[:-1], scaled[-1]],
+        [scaled[0], *scaled[1:], scaled[-1]],
+        [None] * 6,
+        baseline,
+    )
+    article.set_title(
+        f"The article on a V100 ({article_times[0]:.0f} s -> {article_times[-1]:.0f} s),"
+        "\nscaled to this baseline",
+        fontsize=9,
+    )
+    for ax in (ours, article):
+        ax.set_ylim(0, baseline * 1.15)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    paths = [out / "waterfall.png", out / "waterfall.svg"]
+    for path in paths:
+        fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return paths
