@@ -13,6 +13,7 @@ decoded cleanly.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import os
@@ -191,24 +192,30 @@ def _read_folder(root: Path, progress: bool) -> tuple[dict[str, np.ndarray], tup
     return arrays, classes
 
 
-def _numpy_reconstruct() -> object:
+def _numpy_core(module: str) -> object:
     core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core to numpy._core
-    return core.multiarray._reconstruct
+    return getattr(core, module)
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles CIFAR's dicts of numpy arrays and refuses anything else (no code execution)."""
 
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): ("multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"): ("multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"): ("numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"): ("numeric", "_frombuffer"),
+    }
+
     def find_class(self, module: str, name: str) -> object:
-        allowed = {
-            ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
-            ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
-            ("numpy", "ndarray"): lambda: np.ndarray,
-            ("numpy", "dtype"): lambda: np.dtype,
-        }
-        if (module, name) not in allowed:
+        if (module, name) in (("numpy", "ndarray"), ("numpy", "dtype")):
+            return getattr(np, name)
+        if (module, name) == ("_codecs", "encode"):  # bytes in protocol-2 pickles from Python 3
+            return codecs.encode
+        if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        return allowed[(module, name)]()
+        core_module, attribute = self.ALLOWED[(module, name)]
+        return getattr(_numpy_core(core_module), attribute)
 
 
 def _load_pickle(path: Path) -> dict:

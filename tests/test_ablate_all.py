@@ -1,0 +1,172 @@
+"""`--all` end to end on real data (smoke scale): every output, the attribution arithmetic,
+report rebuilding, and surviving an interruption."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import REPO, assert_one_line_error, run_lab
+
+VARIANTS = [
+    "baseline",
+    "+bn_dedupe",
+    "+smooth_lr",
+    "+cached_preprocessing",
+    "+single_worker",
+    "+bulk_rng",
+    "+main_thread_aug",
+]
+
+
+def _records(out):
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def all_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("all") / "out"
+    result = run_lab("--all", "--preset", "smoke", "--runs", "3", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_all_runs_every_variant_interleaved_with_a_warmup(all_out):
+    records = _records(all_out)
+    assert records[0]["warmup"] and records[0]["variant"] == "baseline"
+    timed = [r for r in records if not r["warmup"]]
+    assert [r["variant"] for r in timed] == VARIANTS * 3  # round-robin, not grouped
+    assert [r["run_index"] for r in timed] == [i for i in range(3) for _ in VARIANTS]
+    for record in timed:
+        m = record["measurements"]
+        assert m["worker_launches"] == record["expected"]["worker_launches"]
+        assert m["rng_calls"] == record["expected"]["rng_calls"]
+
+
+def test_summary_savings_add_up(all_out):
+    summary = json.loads((all_out / "summary.json").read_text())
+    assert [v["name"] for v in summary["variants"]] == VARIANTS
+    steps = summary["steps"]
+    assert [s["name"] for s in steps] == [v[1:] for v in VARIANTS[1:]]
+    total = summary["total"]
+    assert sum(s["saved_s"]["median"] for s in steps) == pytest.approx(
+        total["baseline_s"] - total["final_s"]
+    )
+    for step in steps:
+        low, high = step["saved_s"]["ci95"]
+        assert low <= high
+        assert step["saved_s"]["verdict"] in ("significant", "not significant")
+        assert set(step["counter_deltas"]) >= {
+            "worker_launches",
+            "rng_calls",
+            "data_wait_s",
+            "cpu_children_s",
+            "cpu_main_s",
+            "images_per_s",
+        }
+    by_name = {s["name"]: s for s in steps}
+    assert by_name["bulk_rng"]["counter_deltas"]["rng_calls"] == 6 - 3 * 500 * 2
+    assert by_name["main_thread_aug"]["counter_deltas"]["worker_launches"] == -4
+    assert by_name["cached_preprocessing"]["one_off_s"] > 0
+    assert by_name["bulk_rng"]["article"]["saved_s"] == 7.0
+    for variant in summary["variants"]:
+        assert variant["counters_match_plan"]
+        assert variant["accuracy"]["runs"] == 3
+
+
+def test_report_and_charts_are_written(all_out):
+    report = (all_out / "report.md").read_text()
+    for fragment in [
+        "| step | time (median) | saved | 95% CI |",
+        "+main_thread_aug",
+        "356 s",
+        "![waterfall](waterfall.png)",
+        "## Reading",
+        "add up to",
+    ]:
+        assert fragment in report
+    assert (all_out / "waterfall.png").read_bytes()[:4] == b"\x89PNG"
+    assert b"<svg" in (all_out / "waterfall.svg").read_bytes()[:500]
+
+
+def test_report_rebuilds_from_results_alone(all_out, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "results.jsonl").write_bytes((all_out / "results.jsonl").read_bytes())
+    result = run_lab(str(copy), module="lab.report")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((copy / "summary.json").read_text()) == json.loads(
+        (all_out / "summary.json").read_text()
+    )
+    assert (copy / "report.md").read_text() == (all_out / "report.md").read_text()
+
+
+def test_report_of_a_folder_without_results_is_a_clean_error(tmp_path):
+    assert_one_line_error(run_lab(str(tmp_path), module="lab.report"), "no such results file")
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+def test_interrupted_all_resumes_without_loss_or_duplicates(how, tmp_path):
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lab.ablate",
+            "--all",
+            "--preset",
+            "smoke",
+            "--runs",
+            "2",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if results.exists() and len(results.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.1)
+    process.send_signal(how)
+    _, stderr = process.communicate(timeout=60)
+    before = results.read_text().splitlines()
+    assert 5 <= len(before) < 15, "interrupt partway through"
+    if how == signal.SIGINT:
+        assert process.returncode == 130 and "--resume" in stderr and "Traceback" not in stderr
+    resumed = run_lab("--resume", str(out), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    after = results.read_text().splitlines()
+    assert after[: len(before)] == before  # nothing already written was touched
+    timed = [json.loads(line) for line in after if not json.loads(line)["warmup"]]
+    pairs = [(r["variant"], r["run_index"]) for r in timed]
+    assert len(pairs) == len(set(pairs)) == 2 * len(VARIANTS)
+    assert (out / "report.md").is_file()
+
+
+def test_resume_refuses_other_code_or_configs(all_out, tmp_path):
+    for damage in ("code_hash", "config"):
+        out = tmp_path / damage
+        out.mkdir()
+        (out / "results.jsonl").write_bytes((all_out / "results.jsonl").read_bytes())
+        plan = json.loads((all_out / "plan.json").read_text())
+        if damage == "code_hash":
+            plan["code_hash"] = "0123456789abcdef"
+            fragment = "the code changed since the job started"
+        else:
+            plan["variants"]["+bulk_rng"]["width"] = 99
+            fragment = "configs differ from the stored plan"
+        (out / "plan.json").write_text(json.dumps(plan))
+        assert_one_line_error(run_lab("--resume", str(out)), fragment)

@@ -1,0 +1,185 @@
+"""The CLI as a user runs it: plans, lists, errors, and real runs on real data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lab.records import RECORD_SCHEMA_VERSION
+from tests.conftest import assert_one_line_error, run_lab
+
+
+@pytest.fixture(scope="module")
+def dawnbench_plan():
+    result = run_lab("--plan", "--json", "--all", "--preset", "dawnbench", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    return {v["name"]: v for v in json.loads(result.stdout)["variants"]}
+
+
+def test_dawnbench_plan_matches_the_article(dawnbench_plan):
+    base = dawnbench_plan["baseline"]
+    assert base["params"] == 5_205_962
+    assert base["flops_per_image"] == pytest.approx(2.76e9, rel=0.01)
+    assert base["config"]["lr_knots"] == [[0, 0], [15, 0.1], [15, 0.105], [30, 0.005], [35, 0]]
+    assert base["config"]["batch_size"] == 128 and base["config"]["epochs"] == 35
+    assert base["config"]["train_workers"] == 16 == base["config"]["test_workers"]
+    assert base["expected_worker_launches"] == 1_120
+    assert base["expected_rng_calls"] == 5_250_000
+
+
+def test_dawnbench_plan_has_seven_cumulative_variants(dawnbench_plan):
+    assert list(dawnbench_plan) == [
+        "baseline",
+        "+bn_dedupe",
+        "+smooth_lr",
+        "+cached_preprocessing",
+        "+single_worker",
+        "+bulk_rng",
+        "+main_thread_aug",
+    ]
+    assert dawnbench_plan["+bn_dedupe"]["params"] == 5_205_834
+    assert dawnbench_plan["+smooth_lr"]["config"]["lr_knots"] == [
+        [0, 0],
+        [15, 0.1],
+        [30, 0.005],
+        [35, 0],
+    ]
+    assert dawnbench_plan["+single_worker"]["expected_worker_launches"] == 70
+    assert dawnbench_plan["+main_thread_aug"]["expected_worker_launches"] == 0
+    assert dawnbench_plan["+cached_preprocessing"]["expected_rng_calls"] == 5_250_000
+    assert dawnbench_plan["+bulk_rng"]["expected_rng_calls"] == 105
+
+
+def test_list_prints_steps_in_order_with_claims():
+    result = run_lab("--list")
+    assert result.returncode == 0
+    names = [line.split()[1] for line in result.stdout.splitlines() if line[:1].isdigit()]
+    assert names == [
+        "bn_dedupe",
+        "smooth_lr",
+        "cached_preprocessing",
+        "single_worker",
+        "bulk_rng",
+        "main_thread_aug",
+    ]
+    assert "-7 s on a V100" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--steps", "bulk_rng,warp_drive"], "valid steps: bn_dedupe, smooth_lr"),
+        (["--set", "widht=3"], "unknown key; valid keys:"),
+        (["--set", "width=wide"], "--set width=wide: cannot parse as int"),
+        (["--runs", "0"], "--runs 0: must be >= 1"),
+        (["--all", "--steps", "bulk_rng"], "--all and --steps"),
+        (["--resume", "/nonexistent/out"], "no plan.json"),
+    ],
+)
+def test_bad_flags_are_one_line_errors(args, fragment):
+    assert_one_line_error(run_lab("--preset", "smoke", "--plan", *args), fragment)
+
+
+def test_help_explains_every_flag():
+    result = run_lab("--help")
+    for flag in (
+        "--preset",
+        "--data",
+        "--out",
+        "--runs",
+        "--seed",
+        "--device",
+        "--set",
+        "--all",
+        "--steps",
+        "--list",
+        "--plan",
+        "--resume",
+        "--download",
+    ):
+        assert flag in result.stdout
+
+
+REQUIRED_MEASUREMENTS = {
+    "total_s",
+    "train_s",
+    "eval_s",
+    "epochs",
+    "data_wait_s",
+    "worker_launches",
+    "rng_calls",
+    "cpu_main_s",
+    "cpu_children_s",
+    "images_per_s",
+    "final_test_accuracy",
+    "reached_target",
+    "preprocess_s",
+}
+REQUIRED_META = {
+    "schema_version",
+    "lab_version",
+    "git_revision",
+    "torch_version",
+    "device_name",
+    "cpu_model",
+    "cpu_cores",
+    "date",
+    "code_hash",
+    "command",
+}
+
+
+def _records(out):
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_smoke_baseline_run_writes_a_complete_record(tmp_path):
+    out = tmp_path / "out"
+    result = run_lab("--preset", "smoke", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    (record,) = _records(out)
+    assert record["schema_version"] == RECORD_SCHEMA_VERSION
+    assert REQUIRED_META <= set(record)
+    assert REQUIRED_MEASUREMENTS <= set(record["measurements"])
+    assert record["variant"] == "baseline" and not record["warmup"]
+    m = record["measurements"]
+    assert len(m["epochs"]) == record["config"]["epochs"] == 2
+    assert m["total_s"] == pytest.approx(m["train_s"] + m["eval_s"])
+    assert m["total_s"] > 0 and m["images_per_s"] > 0 and m["cpu_main_s"] > 0
+    # Measured counters equal what the plan predicts from the config.
+    assert m["worker_launches"] == record["expected"]["worker_launches"] == 8
+    assert m["rng_calls"] == record["expected"]["rng_calls"] == 3 * 500 * 2
+    assert m["cpu_children_s"] > 0  # the workers burned CPU and were reaped
+    for name in ("summary.json", "report.md", "waterfall.png", "waterfall.svg"):
+        assert (out / name).is_file()
+
+
+def test_same_seed_same_result(tmp_path):
+    runs = []
+    for index in range(2):
+        out = tmp_path / f"out{index}"
+        assert run_lab("--preset", "smoke", "--seed", "7", "--out", str(out)).returncode == 0
+        runs.append(_records(out)[0]["measurements"])
+    assert runs[0]["final_test_accuracy"] == runs[1]["final_test_accuracy"]
+    assert [e["train_loss"] for e in runs[0]["epochs"]] == [
+        e["train_loss"] for e in runs[1]["epochs"]
+    ]
+
+
+def test_refuses_to_mix_into_an_existing_output(tmp_path):
+    out = tmp_path / "out"
+    assert run_lab("--preset", "smoke", "--out", str(out)).returncode == 0
+    assert_one_line_error(run_lab("--preset", "smoke", "--out", str(out)), "use --resume")
+
+
+def test_cpu_preset_baseline_learns_on_real_data(tmp_path):
+    """The README's claim: one cpu-preset baseline run is well above chance (10%)."""
+    out = tmp_path / "out"
+    result = run_lab("--preset", "cpu", "--runs", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    (record,) = _records(out)
+    m = record["measurements"]
+    assert m["final_test_accuracy"] > 0.30
+    assert m["worker_launches"] == record["expected"]["worker_launches"] == 96
+    assert m["rng_calls"] == record["expected"]["rng_calls"]

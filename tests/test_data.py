@@ -1,0 +1,249 @@
+"""Data formats, the decode cache, subsets, download, and every bad input the issue lists."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lab.data import (
+    balanced_subset,
+    detect_format,
+    download_cifar,
+    load_cifar,
+    source_fingerprint,
+)
+from lab.errors import LabError
+from tests.conftest import assert_one_line_error, run_lab
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def test_real_image_folder_decodes_to_cifar10(real_cifar):
+    assert real_cifar.train_images.shape == (50_000, 32, 32, 3)
+    assert real_cifar.test_images.shape == (10_000, 32, 32, 3)
+    assert real_cifar.train_images.dtype == np.uint8
+    assert real_cifar.classes == CLASSES
+    assert np.bincount(real_cifar.train_labels).tolist() == [5000] * 10
+    # The per-channel means of CIFAR-10 that the normalisation constants come from.
+    means = real_cifar.train_images.reshape(-1, 3).mean(axis=0) / 255
+    assert means == pytest.approx([0.4914, 0.4822, 0.4465], abs=0.005)
+
+
+def test_second_load_comes_from_the_cache_fast(real_cifar, real_data_path):
+    again = load_cifar(real_data_path, progress=False)
+    assert again.cache_hit and again.decode_s == 0.0
+    assert again.load_s < 1.0
+    assert np.array_equal(again.train_images, real_cifar.train_images)
+    assert np.array_equal(again.test_labels, real_cifar.test_labels)
+
+
+def _copy_small_tree(source: Path, target: Path, per_class: int = 2) -> Path:
+    for split in ("train", "test"):
+        for name in CLASSES:
+            (target / split / name).mkdir(parents=True)
+            for path in sorted((source / split / name).iterdir())[:per_class]:
+                shutil.copy2(path, target / split / name / path.name)
+    return target
+
+
+def test_cache_key_changes_when_a_file_changes(real_data_path, tmp_path):
+    tree = _copy_small_tree(real_data_path, tmp_path / "tree")
+    before = source_fingerprint("folder", tree)
+    image = next((tree / "train" / "cat").iterdir())
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(image, format="JPEG")
+    assert source_fingerprint("folder", tree) != before
+    loaded = load_cifar(tree, cache_dir=tmp_path / "cache", progress=False)
+    assert not loaded.cache_hit and loaded.train_images.shape == (20, 32, 32, 3)
+
+
+def test_balanced_subset_is_deterministic_and_balanced(real_cifar):
+    first = balanced_subset(real_cifar.train_labels, 1000, seed=0)
+    assert np.array_equal(first, balanced_subset(real_cifar.train_labels, 1000, seed=0))
+    assert not np.array_equal(first, balanced_subset(real_cifar.train_labels, 1000, seed=1))
+    assert np.bincount(real_cifar.train_labels[first]).tolist() == [100] * 10
+    assert len(balanced_subset(real_cifar.train_labels, 1005, seed=0)) == 1005
+
+
+# ----------------------------------------------------------------------------- python version
+
+
+def write_python_version(root: Path, images: np.ndarray, labels: np.ndarray) -> Path:
+    """A `cifar-10-batches-py` folder in the original layout, from real images."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rows = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)  # channel-major rows
+    parts = np.array_split(np.arange(len(images)), 6)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name, part in zip(names, parts, strict=True):
+        batch = {
+            b"data": rows[part],
+            b"labels": labels[part].tolist(),
+            b"batch_label": name.encode(),
+        }
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    meta = {b"label_names": [name.encode() for name in CLASSES]}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return folder
+
+
+@pytest.fixture
+def python_version(real_cifar, tmp_path):
+    index = balanced_subset(real_cifar.train_labels, 120, seed=0)
+    images, labels = real_cifar.train_images[index], real_cifar.train_labels[index]
+    return write_python_version(tmp_path / "src", images, labels), images, labels
+
+
+def test_python_version_reads_the_same_pixels(python_version, tmp_path):
+    folder, images, labels = python_version
+    assert detect_format(folder.parent) == ("python", folder)
+    data = load_cifar(folder.parent, cache_dir=tmp_path / "cache", progress=False)
+    assert data.classes == CLASSES
+    all_images = np.concatenate([data.train_images, data.test_images])
+    assert np.array_equal(all_images, images)
+    assert np.array_equal(np.concatenate([data.train_labels, data.test_labels]), labels)
+
+
+def test_download_verifies_md5_and_extracts(python_version, tmp_path):
+    folder, images, _ = python_version
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="cifar-10-batches-py")
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    cache = tmp_path / "dl-cache"
+    target = download_cifar(cache, url=archive.as_uri(), md5=md5)
+    assert target == cache / "cifar-10-batches-py"
+    assert len(load_cifar(target, cache_dir=cache, progress=False).train_labels) == 100
+    with pytest.raises(LabError, match="MD5"):
+        download_cifar(tmp_path / "other", url=archive.as_uri(), md5="0" * 32)
+    assert not (tmp_path / "other" / "cifar-10-batches-py").exists()
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def _no_image_tree(tmp: Path) -> Path:
+    for split in ("train", "test"):
+        for name in CLASSES[:2]:
+            (tmp / split / name).mkdir(parents=True)
+    return tmp
+
+
+def _bad_tree(kind: str, real: Path, tmp: Path) -> tuple[Path, str]:
+    """(the --data path, a fragment the error must contain) for each bad-input case."""
+    if kind == "missing":
+        return tmp / "nowhere", "no such file or directory"
+    if kind == "no_images":
+        return _no_image_tree(tmp / "t"), "class folder has no images"
+    if kind == "no_classes":
+        (tmp / "t" / "train").mkdir(parents=True)
+        (tmp / "t" / "test").mkdir()
+        return tmp / "t", "no class folders"
+    tree = _copy_small_tree(real, tmp / "t")
+    if kind == "empty_class":
+        for path in (tree / "train" / "dog").iterdir():
+            path.unlink()
+        return tree, "train/dog: class folder has no images"
+    if kind == "class_mismatch":
+        shutil.rmtree(tree / "test" / "frog")
+        return tree, "different classes"
+    victim = sorted((tree / "train" / "cat").iterdir())[0]
+    if kind == "corrupt":
+        victim.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+        return tree, f"{victim}: cannot decode image"
+    if kind == "wrong_size":
+        Image.new("RGB", (64, 64)).save(victim, format="JPEG")
+        return tree, "64x64 RGB; the network is built for 32x32 RGB"
+    if kind == "grayscale":
+        Image.new("L", (32, 32)).save(victim, format="JPEG")
+        return tree, "32x32 L; the network is built for 32x32 RGB"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "missing",
+        "no_images",
+        "no_classes",
+        "empty_class",
+        "class_mismatch",
+        "corrupt",
+        "wrong_size",
+        "grayscale",
+    ],
+)
+def test_bad_image_folders_fail_cleanly(kind, real_data_path, tmp_path):
+    data, fragment = _bad_tree(kind, real_data_path, tmp_path)
+    cache = tmp_path / "cache"
+    result = run_lab(
+        "--preset",
+        "smoke",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "out"),
+        env={"LAB_CACHE": str(cache)},
+    )
+    assert_one_line_error(result, fragment)
+    assert not cache.exists() or not any(cache.rglob("*.npy"))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_a_dict", "code", "wrong_shape"])
+def test_bad_pickles_fail_cleanly(damage, python_version, tmp_path):
+    folder, _, _ = python_version
+    victim = folder / "data_batch_3"
+    if damage == "truncated":
+        victim.write_bytes(victim.read_bytes()[:500])
+        fragment = "not a readable CIFAR-10 pickle"
+    elif damage == "not_a_dict":
+        victim.write_bytes(pickle.dumps([1, 2, 3], protocol=2))
+        fragment = "expected a dict"
+    elif damage == "code":
+        victim.write_bytes(pickle.dumps({"data": print}, protocol=2))
+        fragment = "refusing to load __builtin__.print"  # protocol 2 names it the Python 2 way
+    else:
+        victim.write_bytes(
+            pickle.dumps(
+                {b"data": np.zeros((4, 1024), np.uint8), b"labels": [0, 1, 2, 3]}, protocol=2
+            )
+        )
+        fragment = "expected N x 3072 uint8"
+    cache = tmp_path / "cache"
+    result = run_lab(
+        "--preset",
+        "smoke",
+        "--data",
+        str(folder),
+        "--out",
+        str(tmp_path / "out"),
+        env={"LAB_CACHE": str(cache)},
+    )
+    assert_one_line_error(result, str(victim), fragment)
+    assert not cache.exists() or not any(cache.rglob("*.npy"))
+
+
+def test_download_with_wrong_checksum_fails_cleanly(tmp_path):
+    fake = tmp_path / "fake.tar.gz"
+    fake.write_bytes(b"not the CIFAR-10 archive")
+    cache = tmp_path / "cache"
+    result = run_lab(
+        "--preset",
+        "smoke",
+        "--download",
+        "--download-url",
+        fake.as_uri(),
+        "--out",
+        str(tmp_path / "out"),
+        env={"LAB_CACHE": str(cache)},
+    )
+    assert_one_line_error(result, "does not match the published c58f30108f718f92721af3b95e74349a")
+    assert not any(cache.rglob("*")) or not (cache / "cifar-10-batches-py").exists()
+    assert not any(cache.rglob("*.npy"))

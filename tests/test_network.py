@@ -1,0 +1,69 @@
+import pytest
+import torch
+from torch import nn
+
+from lab.network import build_resnet18, count_parameters, flops_per_image
+
+
+def test_parameter_counts_match_the_original():
+    assert count_parameters(build_resnet18(64, prep_bn=True)) == 5_205_962
+    assert count_parameters(build_resnet18(64, prep_bn=False)) == 5_205_834
+
+
+def test_flops_per_image_match_spec():
+    # SPEC.md: torch.utils.flop_counter counts 2,756,474,880 forward+backward FLOPs per image.
+    assert flops_per_image(64, prep_bn=True) == 2_756_474_880
+    assert abs(flops_per_image(64, prep_bn=True) - 2.76e9) / 2.76e9 < 0.01
+
+
+def test_duplicated_bn_relu_is_present_and_removable():
+    with_dup = build_resnet18(64, prep_bn=True)
+    prep = with_dup[0]
+    assert [type(m) for m in prep] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
+    # Block 1 starts with its own BN-ReLU on the prep's output: the duplicate.
+    assert isinstance(with_dup[1].bn1, nn.BatchNorm2d)
+    without = build_resnet18(64, prep_bn=False)
+    assert [type(m) for m in without[0]] == [nn.Conv2d]
+
+
+def test_structure_matches_spec():
+    model = build_resnet18(64)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert all(c.bias is None for c in convs)
+    blocks = list(model)[1:9]
+    widths = [(b.conv1.in_channels, b.conv1.out_channels, b.conv1.stride[0]) for b in blocks]
+    assert widths == [
+        (64, 64, 1),
+        (64, 64, 1),
+        (64, 128, 2),
+        (128, 128, 1),
+        (128, 256, 2),
+        (256, 256, 1),
+        (256, 256, 2),
+        (256, 256, 1),
+    ]
+    assert [b.shortcut is not None for b in blocks] == [
+        False,
+        False,
+        True,
+        False,
+        True,
+        False,
+        True,
+        False,
+    ]
+    head = model[-1].linear
+    assert (head.in_features, head.out_features) == (512, 10) and head.bias is not None
+
+
+@pytest.mark.parametrize("width", [4, 16])
+def test_width_multiplier_scales_and_runs(width):
+    model = build_resnet18(width)
+    out = model(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 10)
+    assert model[-1].linear.in_features == 8 * width
+
+
+def test_width_must_be_positive():
+    with pytest.raises(ValueError):
+        build_resnet18(0)
