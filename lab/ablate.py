@@ -20,18 +20,21 @@ from typing import Any
 
 import torch
 
-from lab.config import apply_overrides, field_names
+from lab.config import Config, apply_overrides, field_names
 from lab.data import Cifar, download_cifar, load_cifar, resolve_data_path, subset
 from lab.errors import LabError
+from lab.floor import measure_peak_tflops, training_dtype, vendor_peak_tflops
 from lab.plan import plan_entry
 from lab.presets import PRESETS, get_preset
-from lab.records import append_record, code_hash, metadata, read_records
+from lab.profiling import profile_variant, tb_run_name
+from lab.records import append_record, code_hash, device_name, metadata, read_records
 from lab.registry import Variant, all_steps, cumulative_variants, get_steps
-from lab.trainer import EpochStats, resolve_device, run_training
+from lab.trainer import EpochStats, resolve_device, resolve_precision, run_training
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLAN_FILE = "plan.json"
 RESULTS_FILE = "results.jsonl"
+PROFILE_FILE = "profile.jsonl"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +122,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the discarded warm-up run (on by default with several variants)",
     )
     setup.add_argument("--no-progress", action="store_true", help="no progress bar")
+    profiling = parser.add_argument_group("profiling and the floor")
+    profiling.add_argument(
+        "--no-profile",
+        action="store_true",
+        help="skip the profiled pass per variant (TensorBoard traces under "
+        "<out>/tb/ and the where-the-time-goes table)",
+    )
+    profiling.add_argument(
+        "--with-stack",
+        action="store_true",
+        help="record Python stacks in the traces (bigger, slower to load)",
+    )
+    profiling.add_argument(
+        "--peak-tflops",
+        type=float,
+        metavar="T",
+        help="the device's peak TFLOP/s for the floor, instead of the "
+        "measured matmul peak and the vendor figure",
+    )
     return parser
 
 
@@ -148,7 +170,16 @@ def job_spec(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "device": str(device),
         "warmup": not args.no_warmup and bool(steps),
+        "profile": not args.no_profile,
+        "with_stack": bool(args.with_stack),
+        "peak_tflops": _positive_peak(args.peak_tflops),
     }
+
+
+def _positive_peak(peak: float | None) -> float | None:
+    if peak is not None and peak <= 0:
+        raise LabError(f"--peak-tflops {peak:g}: must be > 0")
+    return peak
 
 
 def variants_for(spec: dict[str, Any]) -> list[Variant]:
@@ -202,7 +233,7 @@ def print_list(as_json: bool) -> None:
 
 
 def print_plan(spec: dict[str, Any], variants: list[Variant], as_json: bool) -> None:
-    entries = [plan_entry(v) for v in variants]
+    entries = [plan_entry(v, spec.get("peak_tflops")) for v in variants]
     if as_json:
         print(
             json.dumps(
@@ -309,6 +340,10 @@ class Progress:
         )
         self.label = ""
 
+    def add_total(self, epochs: int) -> None:
+        self.bar.total = (self.bar.total or 0) + epochs
+        self.bar.refresh()
+
     def start_run(self, label: str) -> None:
         self.label = label
         self.bar.set_description(label)
@@ -337,6 +372,7 @@ def make_record(
     data: Cifar,
     measurements: dict[str, Any],
     device: torch.device,
+    peak: dict[str, Any],
 ) -> dict[str, Any]:
     entry = plan_entry(variant)
     meta = metadata(device)
@@ -361,8 +397,127 @@ def make_record(
             "test_images": len(data.test_labels),
             "classes": list(data.classes),
         },
+        "total_flops": entry["total_flops"],
+        "peak": peak,
         "measurements": measurements,
     }
+
+
+def measure_peak(spec: dict[str, Any], variants: list[Variant], device: torch.device) -> dict:
+    """The device's peak for the floor: measured matmul throughput in the training dtype, the
+    vendor's figure for known GPUs, and which one the floor uses (`--peak-tflops` wins)."""
+    dtype = training_dtype(device, resolve_precision(variants[0].config, device))
+    measured = measure_peak_tflops(device, dtype)
+    vendor = vendor_peak_tflops(device_name(device))
+    override = spec.get("peak_tflops")
+    if override:
+        used, source = override, "--peak-tflops"
+    elif vendor:
+        used, source = vendor, "vendor"
+    else:
+        used, source = measured, "measured"
+    return {
+        "measured_tflops": measured,
+        "vendor_tflops": vendor,
+        "override_tflops": override,
+        "used_tflops": used,
+        "source": source,
+        "dtype": str(dtype).removeprefix("torch."),
+    }
+
+
+class SubsetCache:
+    """Each distinct subset of the decoded data is built once per process."""
+
+    def __init__(self, data: Cifar) -> None:
+        self.data, self.subsets = data, {}
+
+    def __call__(self, config: Config) -> Cifar:
+        key = (config.train_images, config.test_images, config.subset_seed)
+        if key not in self.subsets:
+            self.subsets[key] = subset(self.data, *key)
+        return self.subsets[key]
+
+
+def run_timed(
+    spec: dict[str, Any],
+    variants: list[Variant],
+    out: Path,
+    subsets: SubsetCache,
+    done: set[tuple[str, int]],
+    progress: Progress,
+    peak: dict[str, Any],
+) -> int:
+    """Run every scheduled run not in `done`, appending each record as it finishes."""
+    device = torch.device(spec["device"])
+    todo = [(v, i, w) for v, i, w in schedule_runs(spec, variants) if (v.name, i) not in done]
+    if all(w for _, _, w in todo):
+        todo = []  # only a warm-up left: nothing to measure
+    progress.add_total(sum(v.config.epochs for v, _, _ in todo))
+    for variant, run_index, warmup in todo:
+        data = subsets(variant.config)
+        seed = spec["seed"] + max(run_index, 0)
+        label = f"{variant.name} " + (
+            "warm-up" if warmup else f"run {run_index + 1}/{spec['runs']}"
+        )
+        progress.start_run(label)
+        result = run_training(variant.config, data, device, seed, on_epoch=progress.epoch_done)
+        m = result.to_dict(variant.config.target_accuracy)
+        record = make_record(spec, variant, run_index, warmup, seed, data, m, device, peak)
+        append_record(out / RESULTS_FILE, record)
+        progress.write(
+            f"{label}: {m['total_s']:.2f} s (train {m['train_s']:.2f} s, "
+            f"eval {m['eval_s']:.2f} s), test accuracy {m['final_test_accuracy']:.2%}"
+        )
+    return len(todo)
+
+
+def profiled_variants(out: Path) -> set[str]:
+    path = out / PROFILE_FILE
+    return {r["variant"] for r in read_records(path)} if path.exists() else set()
+
+
+def run_profiles(
+    spec: dict[str, Any],
+    variants: list[Variant],
+    out: Path,
+    subsets: SubsetCache,
+    progress: Progress,
+) -> int:
+    """One profiled pass per variant not yet profiled, each appended to profile.jsonl."""
+    device = torch.device(spec["device"])
+    done = profiled_variants(out)
+    todo = [(index, v) for index, v in enumerate(variants) if v.name not in done]
+    for index, variant in todo:
+        progress.start_run(f"{variant.name} profiled pass")
+        run_name = tb_run_name(index, variant.name)
+        result = profile_variant(
+            variant,
+            subsets(variant.config),
+            device,
+            spec["seed"],
+            out / "tb" / run_name,
+            with_stack=spec.get("with_stack", False),
+        )
+        append_record(
+            out / PROFILE_FILE,
+            {
+                **metadata(device),
+                "preset": spec["preset"],
+                "variant": variant.name,
+                "steps": list(variant.steps),
+                "tb_run": run_name,
+                "config": variant.config.to_dict(),
+                **result,
+            },
+        )
+        shares = result["breakdown"]["shares"]
+        progress.write(
+            f"{variant.name} profiled: data {shares['data']:.0%}, compute "
+            f"{shares['compute']:.0%}, other {shares['other']:.0%} of step time "
+            f"(trace in {out / 'tb' / run_name})"
+        )
+    return len(todo)
 
 
 def run_job(
@@ -373,42 +528,20 @@ def run_job(
     done: set[tuple[str, int]],
     progress_enabled: bool,
 ) -> int:
-    """Run every scheduled run not in `done`, appending each record as it finishes."""
+    """Timed runs (interleaved), then the profiled passes; returns the timed runs made."""
     device = torch.device(spec["device"])
-    todo = [(v, i, w) for v, i, w in schedule_runs(spec, variants) if (v.name, i) not in done]
-    if all(w for _, _, w in todo):
-        todo = []  # only a warm-up left: nothing to measure
     data_note = {"decode_s": data.decode_s, "load_s": data.load_s, "cache_hit": data.cache_hit}
     append_record(out / "data.jsonl", {**metadata(device), **data_note, "source": data.source})
-    progress = Progress(sum(v.config.epochs for v, _, _ in todo), progress_enabled)
-    subsets: dict[tuple, Cifar] = {}
+    peak = measure_peak(spec, variants, device)
+    subsets = SubsetCache(data)
+    progress = Progress(0, progress_enabled)
     try:
-        for variant, run_index, warmup in todo:
-            c = variant.config
-            key = (c.train_images, c.test_images, c.subset_seed)
-            if key not in subsets:
-                subsets[key] = subset(data, *key)
-            seed = spec["seed"] + max(run_index, 0)
-            label = f"{variant.name} " + (
-                "warm-up" if warmup else f"run {run_index + 1}/{spec['runs']}"
-            )
-            progress.start_run(label)
-            result = run_training(c, subsets[key], device, seed, on_epoch=progress.epoch_done)
-            measurements = result.to_dict(c.target_accuracy)
-            append_record(
-                out / RESULTS_FILE,
-                make_record(
-                    spec, variant, run_index, warmup, seed, subsets[key], measurements, device
-                ),
-            )
-            progress.write(
-                f"{label}: {measurements['total_s']:.2f} s "
-                f"(train {measurements['train_s']:.2f} s, eval {measurements['eval_s']:.2f} s), "
-                f"test accuracy {measurements['final_test_accuracy']:.2%}"
-            )
+        ran = run_timed(spec, variants, out, subsets, done, progress, peak)
+        if spec.get("profile", True):
+            run_profiles(spec, variants, out, subsets, progress)
     finally:
         progress.close()
-    return len(todo)
+    return ran
 
 
 def main(argv: list[str] | None = None) -> int:

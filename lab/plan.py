@@ -28,10 +28,17 @@ def subset_sizes(config: Config) -> tuple[int, int]:
     return train, test
 
 
-def plan_entry(variant: Variant) -> dict[str, Any]:
+def plan_entry(variant: Variant, peak_tflops: float | None = None) -> dict[str, Any]:
+    """What `--plan --json` prints for a variant; `floor_s` only when a peak is given."""
     config = variant.config
     params, flops = network_size(config.width, config.prep_bn)
     train_size, test_size = subset_sizes(config)
+    total_flops = flops * train_size * config.epochs  # training only, as the article counts
+    floor = (
+        {"floor_s": total_flops / (peak_tflops * 1e12), "peak_tflops": peak_tflops}
+        if (peak_tflops)
+        else {}
+    )
     return {
         "name": variant.name,
         "steps": list(variant.steps),
@@ -43,4 +50,6 @@ def plan_entry(variant: Variant) -> dict[str, Any]:
         "image_shape": list(IMAGE_SHAPE),
         "expected_worker_launches": expected_worker_launches(config),
         "expected_rng_calls": expected_rng_calls(config, train_size),
+        "total_flops": total_flops,
+        **floor,
     }

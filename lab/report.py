@@ -1,5 +1,6 @@
-"""`python -m lab.report OUT`: rebuild summary.json, waterfall.png/.svg and report.md from
-OUT/results.jsonl alone."""
+"""`python -m lab.report OUT`: rebuild summary.json, waterfall.png/.svg, report.md and the
+TensorBoard scalars from the records alone (OUT/results.jsonl, and OUT/profile.jsonl when the
+job was profiled)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from lab.errors import LabError
 from lab.records import read_records
 from lab.summary import build_summary
+from lab.tblogs import write_tensorboard_logs
 from lab.waterfall import draw_waterfall
 
 COUNTER_FORMATS = {
@@ -125,6 +127,71 @@ def _reading(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _where_table(summary: dict[str, Any]) -> list[str]:
+    """Where the profiled epoch's step time went, per variant, and how each step moved it."""
+    variants = [v for v in summary["variants"] if "profile" in v]
+    if not variants:
+        return ["Not profiled (`--no-profile`)."]
+    lines = [
+        "| variant | training steps (profiled epoch) | data | compute | other | profiler overhead "
+        "| trace (tb/) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for v in variants:
+        p = v["profile"]
+        overhead = "n/a" if p["profiler_overhead"] is None else f"{p['profiler_overhead']:+.0%}"
+        cells = " | ".join(
+            f"{p['seconds'][c]:.2f} s ({p['shares'][c]:.0%})" for c in ("data", "compute", "other")
+        )
+        lines.append(
+            f"| {v['name']} | {p['seconds']['step']:.2f} s | {cells} | {overhead} "
+            f"| `{p['tb_run']}` |"
+        )
+    lines += [
+        "",
+        "| step | data | compute | other | saving came from |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for step in summary["steps"]:
+        where = step.get("where")
+        if not where:
+            continue
+        cells = " | ".join(
+            f"{where['seconds_change'][c]:+.2f} s ({where['shares'][c][0]:.0%} -> "
+            f"{where['shares'][c][1]:.0%})"
+            for c in ("data", "compute", "other")
+        )
+        lines.append(f"| {step['name']} | {cells} | {where['came_from']} |")
+    return lines
+
+
+def _floor_lines(summary: dict[str, Any]) -> list[str]:
+    floor = summary["variants"][0]["floor"]
+    vendor = floor["vendor_peak_tflops"]
+    lines = [
+        f"Peak used: {floor['peak_tflops']:.3g} TFLOP/s ({floor['peak_source']}); measured "
+        f"matmul peak {floor['measured_peak_tflops']:.3g} TFLOP/s in {floor['peak_dtype']}"
+        + (
+            f"; vendor figure {vendor:g} TFLOP/s"
+            if vendor
+            else "; no vendor figure for this device"
+        )
+        + ". Minimum time = FLOPs per image (forward+backward, `torch.utils.flop_counter`) x "
+        "training images x epochs / peak.",
+        "",
+        "| variant | FLOPs/image | training FLOPs | floor | measured | efficiency |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for v in summary["variants"]:
+        f = v["floor"]
+        lines.append(
+            f"| {v['name']} | {f['flops_per_image']:.3g} | {f['total_flops']:.3g} | "
+            f"{f['floor_s']:.2f} s | {v['timing']['total_s']['median']:.2f} s | "
+            f"{f['efficiency']:.1%} |"
+        )
+    return lines
+
+
 def render_report(summary: dict[str, Any]) -> str:
     meta = summary["meta"]
     lines = [
@@ -154,6 +221,19 @@ def render_report(summary: dict[str, Any]) -> str:
         "",
         "![waterfall](waterfall.png)",
         "",
+        "## Where the time goes",
+        "",
+        "From one profiled pass per variant (a full training epoch plus its evaluation, apart from "
+        "the timed runs): data = waiting for the next batch (worker start-up included), compute = "
+        "forward + backward + optimiser, other = the rest of the step (host-to-device copy, "
+        "Python). Open the traces with `python -m lab.tensorboard <out>`.",
+        "",
+        *_where_table(summary),
+        "",
+        "## The floor",
+        "",
+        *_floor_lines(summary),
+        "",
         "## Reading",
         "",
         *_reading(summary),
@@ -167,10 +247,13 @@ def write_report(out: Path) -> dict[str, Any]:
     records = read_records(out / "results.jsonl")
     if not any(not r["warmup"] for r in records):
         raise LabError(f"{out / 'results.jsonl'}: no timed runs to report")
-    summary = build_summary(records)
+    profile_path = out / "profile.jsonl"
+    profiles = read_records(profile_path) if profile_path.exists() else []
+    summary = build_summary(records, profiles)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     draw_waterfall(summary, out)
     (out / "report.md").write_text(render_report(summary))
+    write_tensorboard_logs(out, summary, records)
     return summary
 
 

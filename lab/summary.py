@@ -122,7 +122,77 @@ def summarise_step(before: dict[str, Any], after: dict[str, Any]) -> dict[str, A
     }
 
 
-def build_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+CATEGORIES = ("data", "compute", "other")
+
+
+def _reference_epoch(record: dict[str, Any]) -> float:
+    """Unprofiled wall time of the epoch the profiled pass mirrors (the 2nd, or the only one)."""
+    epochs = record["measurements"]["epochs"]
+    epoch = epochs[min(1, len(epochs) - 1)]
+    return epoch["train_s"] + epoch["eval_s"]
+
+
+def profile_summary(profile: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where a variant's step time goes, and what the profiler itself cost."""
+    breakdown = profile["breakdown"]
+    unprofiled = median([_reference_epoch(r) for r in records])
+    return {
+        "tb_run": profile["tb_run"],
+        "trace": profile["trace"],
+        "train_steps": breakdown["train_steps"],
+        "seconds": {
+            "step": breakdown["step_s"],
+            **{c: breakdown[f"{c}_s"] for c in CATEGORIES},
+            "h2d": breakdown["h2d_s"],
+            "eval": breakdown["eval_s"],
+            "preprocess": breakdown["preprocess_s"],
+        },
+        "shares": breakdown["shares"],
+        "profiled_epoch_s": profile["profiled_epoch_s"],
+        "unprofiled_epoch_s": unprofiled,
+        "profiler_overhead": profile["profiled_epoch_s"] / unprofiled - 1 if unprofiled else None,
+    }
+
+
+def floor_summary(records: list[dict[str, Any]], measured_total_s: float) -> dict[str, Any]:
+    """The article's minimum-time calculation for this variant on this device."""
+    first = records[0]
+    peak = first["peak"]
+    floor_s = first["total_flops"] / (peak["used_tflops"] * 1e12)
+    return {
+        "flops_per_image": first["flops_per_image"],
+        "total_flops": first["total_flops"],
+        "peak_tflops": peak["used_tflops"],
+        "peak_source": peak["source"],
+        "measured_peak_tflops": peak["measured_tflops"],
+        "vendor_peak_tflops": peak["vendor_tflops"],
+        "peak_dtype": peak["dtype"],
+        "floor_s": floor_s,
+        "efficiency": floor_s / measured_total_s if measured_total_s else None,
+    }
+
+
+def where_saving_came_from(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
+    """Per category, how the profiled epoch's seconds moved; the biggest decrease names it."""
+    if "profile" not in before or "profile" not in after:
+        return None
+    deltas = {
+        c: after["profile"]["seconds"][c] - before["profile"]["seconds"][c] for c in CATEGORIES
+    }
+    share_moves = {
+        c: [before["profile"]["shares"][c], after["profile"]["shares"][c]] for c in CATEGORIES
+    }
+    biggest = min(deltas, key=deltas.get)
+    return {
+        "seconds_change": deltas,
+        "shares": share_moves,
+        "came_from": biggest if deltas[biggest] < 0 else "none (no category got faster)",
+    }
+
+
+def build_summary(
+    records: list[dict[str, Any]], profiles: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     timed = [r for r in records if not r["warmup"]]
     by_variant: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in timed:
@@ -130,7 +200,15 @@ def build_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     # Variants in cumulative order: fewest steps first.
     names = sorted(by_variant, key=lambda n: len(by_variant[n][0]["steps"]))
     variants = [summarise_variant(name, by_variant[name]) for name in names]
+    profile_by_variant = {p["variant"]: p for p in profiles or []}
+    for variant in variants:
+        runs = by_variant[variant["name"]]
+        variant["floor"] = floor_summary(runs, variant["timing"]["total_s"]["median"])
+        if variant["name"] in profile_by_variant:
+            variant["profile"] = profile_summary(profile_by_variant[variant["name"]], runs)
     steps = [summarise_step(a, b) for a, b in zip(variants, variants[1:], strict=False)]
+    for step, (before, after) in zip(steps, zip(variants, variants[1:], strict=False), strict=True):
+        step["where"] = where_saving_came_from(before, after)
     baseline = variants[0]["timing"]["total_s"]["median"] if variants else None
     final = variants[-1]["timing"]["total_s"]["median"] if variants else None
     meta_keys = (
@@ -164,4 +242,5 @@ def build_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
             else None,
         },
         "article_times_s": {str(k): v for k, v in ARTICLE_TIMES_S.items()},
+        "profiled": bool(profile_by_variant),
     }

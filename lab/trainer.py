@@ -12,6 +12,7 @@ import random
 import resource
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -129,21 +130,29 @@ def _cpu_seconds() -> tuple[float, float]:
     return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
+Phase = Callable[[str], AbstractContextManager]
+
+
+def no_phase(name: str) -> AbstractContextManager:
+    """Timed runs label nothing; a profiled pass passes `record_function` labels instead."""
+    return nullcontext()
+
+
 def _timed_batches(
-    loader: Iterator | torch.utils.data.DataLoader,
+    loader: torch.utils.data.DataLoader, phase: Phase
 ) -> Iterator[tuple[object, float]]:
     """Yield (batch, seconds waited for it); creating the iterator (starting workers) counts
     as waiting for the first batch."""
-    start = time.perf_counter()
-    iterator = iter(loader)
+    iterator = None
     while True:
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            return
-        waited = time.perf_counter() - start
-        yield batch, waited
         start = time.perf_counter()
+        with phase("data_wait"):
+            if iterator is None:
+                iterator = iter(loader)
+            batch = next(iterator, None)
+        if batch is None:
+            return
+        yield batch, time.perf_counter() - start
 
 
 class Trainer:
@@ -201,8 +210,15 @@ class Trainer:
                 return F.cross_entropy(self.model(images), labels)
         return F.cross_entropy(self.model(images), labels)
 
-    def train_epoch(self, epoch_index: int) -> tuple[float, float, float]:
-        """One pass; returns (wall seconds, seconds waiting for data, mean loss)."""
+    def train_epoch(
+        self,
+        epoch_index: int,
+        phase: Phase = no_phase,
+        after_step: Callable[[], None] | None = None,
+        max_steps: int | None = None,
+    ) -> tuple[float, float, float]:
+        """One pass (or its first `max_steps` steps); returns (wall seconds, seconds waiting
+        for data, mean loss). `phase` labels the parts of a step; `after_step` runs after each."""
         self.model.train()
         loader = self.pipeline.train_loader
         self.pipeline.choices.new_epoch(len(loader.dataset), self.bulk_generator)
@@ -210,42 +226,52 @@ class Trainer:
         steps = len(loader)
         # Summed on the device so the loop never forces a sync just to log the loss.
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float32)
-        waited = 0.0
+        waited, seen = 0.0, 0
         start = self.timer.now()
-        for step, ((images, labels, rng_calls), wait) in enumerate(_timed_batches(loader)):
+        for step, ((images, labels, rng_calls), wait) in enumerate(_timed_batches(loader, phase)):
             waited += wait
             self.rng_calls += int(rng_calls.sum())
             for group in self.optimizer.param_groups:
                 group["lr"] = self.schedule(epoch_index + step / steps)
-            images, labels = self._inputs(images, labels)
-            loss = self._loss(images, labels)
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                loss.backward()
-                self.optimizer.step()
+            with phase("h2d"):
+                images, labels = self._inputs(images, labels)
+            with phase("forward"):
+                loss = self._loss(images, labels)
+            with phase("backward"):
+                self.optimizer.zero_grad(set_to_none=True)
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            with phase("optimizer"):
+                if self.scaler is not None:
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    self.optimizer.step()
             loss_sum += loss.detach().float() * len(labels)
+            seen += len(labels)
+            if after_step is not None:
+                after_step()
+            if max_steps is not None and step + 1 >= max_steps:
+                break
         elapsed = self.timer.now() - start
-        return elapsed, waited, float(loss_sum) / len(loader.dataset)
+        return elapsed, waited, float(loss_sum) / max(seen, 1)
 
     @torch.no_grad()
-    def evaluate(self) -> tuple[float, float, float]:
+    def evaluate(self, phase: Phase = no_phase) -> tuple[float, float, float]:
         """Test-set pass; returns (wall seconds, seconds waiting for data, accuracy)."""
         self.model.eval()
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
         waited = 0.0
         start = self.timer.now()
-        for (images, labels, _), wait in _timed_batches(self.pipeline.test_loader):
+        for (images, labels, _), wait in _timed_batches(self.pipeline.test_loader, phase):
             waited += wait
-            images, labels = self._inputs(images, labels)
-            if self.precision == "autocast":
-                with torch.autocast("cuda", dtype=torch.float16):
+            with phase("h2d"):
+                images, labels = self._inputs(images, labels)
+            with phase("forward"):
+                if self.precision == "autocast":
+                    with torch.autocast("cuda", dtype=torch.float16):
+                        logits = self.model(images)
+                else:
                     logits = self.model(images)
-            else:
-                logits = self.model(images)
             correct += (logits.argmax(dim=1) == labels).sum()
         elapsed = self.timer.now() - start
         return elapsed, waited, int(correct) / len(self.pipeline.test_loader.dataset)

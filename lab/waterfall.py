@@ -3,6 +3,7 @@ the article's V100 waterfall beside it, scaled to the same baseline."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,15 @@ def _bars(
     ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=7)
 
 
-def draw_waterfall(summary: dict[str, Any], out: Path, floor_s: float | None = None) -> list[Path]:
+def _caption(summary: dict[str, Any]) -> str:
+    """Which category of the profiled step time each step's saving came from."""
+    parts = [f"{s['name']}: {s['where']['came_from']}" for s in summary["steps"] if s.get("where")]
+    if not parts:
+        return ""
+    return "Saving came from (profiled epoch, data / compute / other): " + "; ".join(parts)
+
+
+def draw_waterfall(summary: dict[str, Any], out: Path) -> list[Path]:
     """Write waterfall.png and waterfall.svg into `out`; return their paths."""
     variants, steps = summary["variants"], summary["steps"]
     baseline = summary["total"]["baseline_s"]
@@ -75,8 +84,18 @@ def draw_waterfall(summary: dict[str, Any], out: Path, floor_s: float | None = N
         ours.set_xticks(
             range(x + 1), [*labels, "one-off\npreprocessing"], rotation=35, ha="right", fontsize=7
         )
-    if floor_s:
-        ours.axhline(floor_s, color="black", linestyle=":", linewidth=1)
+    floor = summary["variants"][-1].get("floor")
+    if floor:
+        ours.axhline(floor["floor_s"], color="black", linestyle=":", linewidth=1)
+        ours.text(
+            len(labels) - 0.5,
+            floor["floor_s"],
+            f"floor {floor['floor_s']:.2f} s at {floor['peak_tflops']:.3g} TFLOP/s "
+            f"({floor['peak_source']}; efficiency {floor['efficiency']:.1%})",
+            ha="right",
+            va="bottom",
+            fontsize=7,
+        )
     meta = summary["meta"]
     ours.set_title(
         f"This machine: {meta.get('device_name', '?')}\n"
@@ -104,7 +123,10 @@ def draw_waterfall(summary: dict[str, Any], out: Path, floor_s: float | None = N
     for ax in (ours, article):
         ax.set_ylim(0, baseline * 1.15)
         ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
+    caption = _caption(summary)
+    if caption:
+        fig.text(0.01, 0.01, textwrap.fill(caption, 200), fontsize=7, va="bottom")
+    fig.tight_layout(rect=(0, 0.06 if caption else 0, 1, 1))
     paths = [out / "waterfall.png", out / "waterfall.svg"]
     for path in paths:
         fig.savefig(path, dpi=120)

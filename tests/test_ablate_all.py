@@ -95,16 +95,21 @@ def test_report_and_charts_are_written(all_out):
     assert b"<svg" in (all_out / "waterfall.svg").read_bytes()[:500]
 
 
-def test_report_rebuilds_from_results_alone(all_out, tmp_path):
+def test_report_rebuilds_from_the_records_alone(all_out, tmp_path):
     copy = tmp_path / "copy"
     copy.mkdir()
-    (copy / "results.jsonl").write_bytes((all_out / "results.jsonl").read_bytes())
+    for name in ("results.jsonl", "profile.jsonl"):
+        (copy / name).write_bytes((all_out / name).read_bytes())
     result = run_lab(str(copy), module="lab.report")
     assert result.returncode == 0, result.stderr
     assert json.loads((copy / "summary.json").read_text()) == json.loads(
         (all_out / "summary.json").read_text()
     )
     assert (copy / "report.md").read_text() == (all_out / "report.md").read_text()
+    # Timings alone (no profile.jsonl) still make a full report, minus the breakdown.
+    (copy / "profile.jsonl").unlink()
+    assert run_lab(str(copy), module="lab.report").returncode == 0
+    assert "Not profiled" in (copy / "report.md").read_text()
 
 
 def test_report_of_a_folder_without_results_is_a_clean_error(tmp_path):
@@ -153,6 +158,10 @@ def test_interrupted_all_resumes_without_loss_or_duplicates(how, tmp_path):
     timed = [json.loads(line) for line in after if not json.loads(line)["warmup"]]
     pairs = [(r["variant"], r["run_index"]) for r in timed]
     assert len(pairs) == len(set(pairs)) == 2 * len(VARIANTS)
+    profiled = [
+        json.loads(line)["variant"] for line in (out / "profile.jsonl").read_text().splitlines()
+    ]
+    assert sorted(profiled) == sorted(VARIANTS)  # each variant profiled once, none twice
     assert (out / "report.md").is_file()
 
 
@@ -170,3 +179,84 @@ def test_resume_refuses_other_code_or_configs(all_out, tmp_path):
             fragment = "configs differ from the stored plan"
         (out / "plan.json").write_text(json.dumps(plan))
         assert_one_line_error(run_lab("--resume", str(out)), fragment)
+
+
+def test_where_the_time_goes_and_the_floor_are_reported(all_out):
+    summary = json.loads((all_out / "summary.json").read_text())
+    for variant in summary["variants"]:
+        profile = variant["profile"]
+        assert profile["seconds"]["step"] > 0 and profile["profiler_overhead"] is not None
+        assert sum(profile["shares"].values()) == pytest.approx(1.0)
+        floor = variant["floor"]
+        assert floor["floor_s"] == pytest.approx(
+            floor["total_flops"] / (floor["peak_tflops"] * 1e12)
+        )
+        assert 0 < floor["efficiency"] < 1
+    for step in summary["steps"]:
+        assert step["where"]["came_from"]
+    report = (all_out / "report.md").read_text()
+    assert "## Where the time goes" in report and "## The floor" in report
+    assert "profiler overhead" in report
+
+
+def _get_json(url, timeout=60.0):
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return json.loads(response.read())
+        except (OSError, ValueError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def test_tensorboard_serves_every_variant_with_dataloader_time(all_out):
+    from lab.tensorboard import free_port
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "lab.tensorboard", str(all_out), "--port", str(port)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        line = server.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in line, line
+        base = f"http://127.0.0.1:{port}/data/plugin/pytorch_profiler"
+        deadline = time.monotonic() + 120
+        while True:
+            runs = _get_json(f"{base}/runs")
+            if not runs["loading"] and len(runs["runs"]) == len(VARIANTS):
+                break
+            assert time.monotonic() < deadline, runs
+            time.sleep(1)
+        assert runs["runs"] == [
+            "00-baseline",
+            "01-bn_dedupe",
+            "02-smooth_lr",
+            "03-cached_preprocessing",
+            "04-single_worker",
+            "05-bulk_rng",
+            "06-main_thread_aug",
+        ]
+        for run in ("00-baseline", "06-main_thread_aug"):
+            (worker,) = _get_json(f"{base}/workers?run={run}&view=Overview")
+            (span,) = _get_json(f"{base}/spans?run={run}&worker={worker}")
+            overview = _get_json(f"{base}/overview?run={run}&worker={worker}&span={span}")
+            parts = {c["name"]: c["value"] for c in overview["performance"][0]["children"]}
+            assert parts["DataLoader"] > 0, (run, parts)
+        scalars = _get_json(f"http://127.0.0.1:{port}/data/plugin/scalars/tags")
+        assert {"train_loss", "test_accuracy", "epoch_s", "images_per_s"} <= set(
+            scalars["00-baseline"]
+        )
+        images = _get_json(f"http://127.0.0.1:{port}/data/plugin/images/tags")
+        assert "waterfall" in images["waterfall"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert server.returncode is not None

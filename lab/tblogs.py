@@ -1,0 +1,50 @@
+"""TensorBoard scalars and images beside the profiler traces, all under <out>/tb/.
+
+Per variant (the same run folder as its trace): train loss, test accuracy, epoch time and
+images/s by epoch, each the median over the variant's timed runs. In `tb/waterfall/`: the
+waterfall chart as an image. Rewritten from the records by every report build.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lab.profiling import tb_run_name
+from lab.stats import median
+
+SCALARS = {
+    "train_loss": lambda e: e["train_loss"],
+    "test_accuracy": lambda e: e["test_accuracy"],
+    "epoch_s": lambda e: e["train_s"] + e["eval_s"],
+    "images_per_s": lambda e: e["images_per_s"],
+}
+
+
+def _fresh_writer(folder: Path) -> Any:
+    from torch.utils.tensorboard import SummaryWriter
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("events.out.tfevents.*"):
+        old.unlink()  # a rebuilt report replaces its scalars instead of duplicating them
+    return SummaryWriter(log_dir=str(folder))
+
+
+def write_tensorboard_logs(out: Path, summary: dict[str, Any], records: list[dict]) -> None:
+    timed = [r for r in records if not r["warmup"]]
+    for index, variant in enumerate(summary["variants"]):
+        runs = [r["measurements"]["epochs"] for r in timed if r["variant"] == variant["name"]]
+        writer = _fresh_writer(out / "tb" / tb_run_name(index, variant["name"]))
+        for epoch_index in range(min(len(epochs) for epochs in runs)):
+            for tag, read in SCALARS.items():
+                value = median([read(epochs[epoch_index]) for epochs in runs])
+                writer.add_scalar(tag, value, global_step=epoch_index + 1)
+        writer.close()
+    import matplotlib.image
+
+    picture = matplotlib.image.imread(out / "waterfall.png")[:, :, :3]
+    writer = _fresh_writer(out / "tb" / "waterfall")
+    writer.add_image("waterfall", (picture * 255).astype(np.uint8), dataformats="HWC")
+    writer.close()
