@@ -26,7 +26,7 @@ from lab.errors import LabError
 from lab.floor import measure_peak_tflops, training_dtype, vendor_peak_tflops
 from lab.plan import plan_entry
 from lab.presets import PRESETS, get_preset
-from lab.profiling import profile_variant, tb_run_name
+from lab.profiling import profile_in_subprocess, tb_run_name
 from lab.records import append_record, code_hash, device_name, metadata, read_records
 from lab.registry import Variant, all_steps, cumulative_variants, get_steps
 from lab.trainer import EpochStats, resolve_device, resolve_precision, run_training
@@ -491,7 +491,7 @@ def run_profiles(
     for index, variant in todo:
         progress.start_run(f"{variant.name} profiled pass")
         run_name = tb_run_name(index, variant.name)
-        result = profile_variant(
+        result = profile_in_subprocess(
             variant,
             subsets(variant.config),
             device,

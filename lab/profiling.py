@@ -1,10 +1,12 @@
 """Profiled passes: where each variant's time goes, as TensorBoard traces.
 
-Each variant gets one profiled pass, separate from its timed runs: two training steps (the
-profiler's wait and warm-up steps), then a fresh pass over the training loader (so worker
-start-up is in it, as in every timed epoch) recorded in full, then the test evaluation as one
-more recorded step, and, for variants that preprocess, the one-off preprocessing re-run as a
-last recorded step. Phases are labelled with `record_function("lab/<phase>")`.
+Each variant gets one profiled pass, separate from its timed runs and in a child process of its
+own. In one training pass: the first step (starting the pass and its workers) and K more steps
+run unprofiled, timed step by step (the schedule's wait); one warm-up step; K recorded steps
+(K = 8, fewer for short passes); then the test evaluation (a fresh loader pass, so its worker
+start-up is in it) and, for variants that preprocess, the one-off preprocessing re-run, each
+recorded as one more step. The profiler's overhead is the recorded steps' wall time against the
+K unprofiled steps of the same pass. Phases are labelled with `record_function("lab/<phase>")`.
 
 torch-tb-profiler 0.4.3 only counts events named `enumerate(DataLoader)#...__next__` in the
 operator category as DataLoader time, but current PyTorch records them as `user_annotation`,
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -39,7 +42,7 @@ from lab.trainer import Trainer
 LABEL_PREFIX = "lab/"
 DATALOADER_TWIN = "enumerate(DataLoader)#lab.wait_for_batch.__next__"
 COMPUTE_PHASES = ("forward", "backward", "optimizer")
-WAIT_STEPS, WARMUP_STEPS = 1, 1
+MAX_RECORDED_STEPS = 8
 # Lines the profiler's C++ side prints on every pass that say nothing about this run.
 PROFILER_NOISE = (
     "SyncActivityProfilerHandler.cpp",  # USDT: ... profiler_start / profiler_stop
@@ -141,6 +144,13 @@ def quiet_profiler_banner() -> Iterator[None]:
             sys.stderr.flush()
 
 
+def recorded_steps(steps_per_pass: int) -> int:
+    """Training steps recorded per pass (and as many timed unprofiled for the overhead): up to
+    8, fewer when a pass is short. The CPU profiler holds ~40 MB per recorded step (~200 MB
+    with shapes and memory), so a whole epoch would not fit a small machine."""
+    return max(1, min(MAX_RECORDED_STEPS, (steps_per_pass - 2) // 2))
+
+
 def profile_variant(
     variant: Variant,
     data: Cifar,
@@ -149,19 +159,26 @@ def profile_variant(
     run_dir: Path,
     with_stack: bool = False,
 ) -> dict[str, Any]:
-    """One profiled pass of `variant`; writes its trace into `run_dir` and returns the
-    measured breakdown and the wall time of the recorded pass (for the overhead)."""
+    """One profiled pass of `variant`, in this process; writes its trace into `run_dir`.
+
+    Steps of one training pass: step 0 starts the pass (worker start-up; not timed), steps
+    1..K run unprofiled and timed (the schedule's wait), step K+1 is the warm-up, steps
+    K+2..2K+1 are recorded; then the evaluation (a fresh loader pass) and, for variants that
+    preprocess, the one-off preprocessing are recorded as one step each.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in run_dir.glob("*.pt.trace.json*"):
+        stale.unlink()  # a pass interrupted before its record was written
     trainer = Trainer(variant.config, data, device, seed)
-    steps = len(trainer.pipeline.train_loader)
+    k = recorded_steps(len(trainer.pipeline.train_loader))
     preprocesses = variant.config.preprocessing == "cached"
-    active = steps + 1 + (1 if preprocesses else 0)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    stamps: list[float] = []
     with (
         quiet_profiler_banner(),
         profile(
             activities=activities,
-            schedule=schedule(wait=WAIT_STEPS, warmup=WARMUP_STEPS, active=active, repeat=1),
+            schedule=schedule(wait=k + 1, warmup=1, active=k + 1 + int(preprocesses), repeat=1),
             on_trace_ready=torch.profiler.tensorboard_trace_handler(
                 str(run_dir), worker_name="lab", use_gzip=True
             ),
@@ -170,29 +187,71 @@ def profile_variant(
             with_stack=with_stack,
         ) as profiler,
     ):
-        # Wait and warm-up steps: the start of a pass, abandoned (its workers are shut down).
-        trainer.train_epoch(0, after_step=profiler.step, max_steps=WAIT_STEPS + WARMUP_STEPS)
-        start = trainer.timer.now()
-        train_s, _, _ = trainer.train_epoch(1, phase=phase_label, after_step=profiler.step)
+
+        def after_step() -> None:
+            stamps.append(trainer.timer.now())  # before the profiler's own step work
+            profiler.step()
+
+        trainer.train_epoch(1, phase=phase_label, after_step=after_step, max_steps=2 * k + 2)
+        if len(stamps) < 2 * k + 2:
+            raise RuntimeError(
+                f"a training pass has {len(stamps)} steps; profiling needs {2 * k + 2}"
+            )
         with phase_label("eval"):
-            eval_s, _, _ = trainer.evaluate(phase=phase_label)
+            trainer.evaluate(phase=phase_label)
         profiler.step()
-        recorded_s = trainer.timer.now() - start
         if preprocesses:
             with phase_label("preprocess"):
                 preprocess(data.train_images, PAD)
                 preprocess(data.test_images, 0)
             profiler.step()
-    traces = sorted(run_dir.glob("*.pt.trace.json.gz"), key=lambda p: p.stat().st_mtime)
-    trace = traces[-1]
+    unprofiled_s = stamps[k] - stamps[0]  # steps 1..k
+    profiled_s = stamps[2 * k + 1] - stamps[k + 1]  # steps k+2..2k+1
+    trace = max(run_dir.glob("*.pt.trace.json.gz"), key=lambda p: p.stat().st_mtime)
     twins = _add_dataloader_twins(trace)
     return {
         "trace": trace.name,
-        "profiled_epoch_s": recorded_s,  # the recorded pass + its evaluation, profiler on
-        "profiled_train_s": train_s,
-        "profiled_eval_s": eval_s,
+        "recorded_steps": k,
+        "profiled_steps_s": profiled_s,
+        "unprofiled_steps_s": unprofiled_s,
+        "profiler_overhead": profiled_s / unprofiled_s - 1,
         "dataloader_events_added": twins,
         "with_stack": with_stack,
         "breakdown": breakdown_from_trace(trace),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _profile_child(queue: Any, args: tuple) -> None:
+    try:
+        queue.put(("ok", profile_variant(*args)))
+    except BaseException as error:  # noqa: BLE001 - reported to the parent, which re-raises
+        queue.put(("error", f"{type(error).__name__}: {error}"))
+
+
+def profile_in_subprocess(
+    variant: Variant,
+    data: Cifar,
+    device: torch.device,
+    seed: int,
+    run_dir: Path,
+    with_stack: bool = False,
+) -> dict[str, Any]:
+    """`profile_variant` in a child process, so the profiler's memory (gigabytes on a CPU)
+    is returned to the system when the pass ends and never touches the timed runs' process.
+    Forked on CPU (the decoded data is shared, not copied); spawned on CUDA."""
+    context = multiprocessing.get_context(
+        "fork" if device.type == "cpu" and sys.platform == "linux" else "spawn"
+    )
+    queue = context.Queue()
+    child = context.Process(
+        target=_profile_child, args=(queue, (variant, data, device, seed, run_dir, with_stack))
+    )
+    child.start()
+    try:
+        status, payload = queue.get()
+    finally:
+        child.join()
+    if status != "ok":
+        raise RuntimeError(f"profiled pass of {variant.name} failed: {payload}")
+    return payload

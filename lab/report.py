@@ -133,7 +133,7 @@ def _where_table(summary: dict[str, Any]) -> list[str]:
     if not variants:
         return ["Not profiled (`--no-profile`)."]
     lines = [
-        "| variant | training steps (profiled epoch) | data | compute | other | profiler overhead "
+        "| variant | recorded training steps | data | compute | other | profiler overhead "
         "| trace (tb/) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
@@ -223,10 +223,11 @@ def render_report(summary: dict[str, Any]) -> str:
         "",
         "## Where the time goes",
         "",
-        "From one profiled pass per variant (a full training epoch plus its evaluation, apart from "
-        "the timed runs): data = waiting for the next batch (worker start-up included), compute = "
-        "forward + backward + optimiser, other = the rest of the step (host-to-device copy, "
-        "Python). Open the traces with `python -m lab.tensorboard <out>`.",
+        "From one profiled pass per variant, apart from the timed runs: the recorded training "
+        "steps of a pass in steady state (data = waiting for the next batch, compute = forward + "
+        "backward + optimiser, other = the rest: host-to-device copy, Python); profiler overhead "
+        "= those steps against the same number of unprofiled steps of the same pass. Open the "
+        "traces with `python -m lab.tensorboard <out>`.",
         "",
         *_where_table(summary),
         "",

@@ -125,17 +125,9 @@ def summarise_step(before: dict[str, Any], after: dict[str, Any]) -> dict[str, A
 CATEGORIES = ("data", "compute", "other")
 
 
-def _reference_epoch(record: dict[str, Any]) -> float:
-    """Unprofiled wall time of the epoch the profiled pass mirrors (the 2nd, or the only one)."""
-    epochs = record["measurements"]["epochs"]
-    epoch = epochs[min(1, len(epochs) - 1)]
-    return epoch["train_s"] + epoch["eval_s"]
-
-
-def profile_summary(profile: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+def profile_summary(profile: dict[str, Any]) -> dict[str, Any]:
     """Where a variant's step time goes, and what the profiler itself cost."""
     breakdown = profile["breakdown"]
-    unprofiled = median([_reference_epoch(r) for r in records])
     return {
         "tb_run": profile["tb_run"],
         "trace": profile["trace"],
@@ -148,9 +140,9 @@ def profile_summary(profile: dict[str, Any], records: list[dict[str, Any]]) -> d
             "preprocess": breakdown["preprocess_s"],
         },
         "shares": breakdown["shares"],
-        "profiled_epoch_s": profile["profiled_epoch_s"],
-        "unprofiled_epoch_s": unprofiled,
-        "profiler_overhead": profile["profiled_epoch_s"] / unprofiled - 1 if unprofiled else None,
+        "profiled_steps_s": profile["profiled_steps_s"],
+        "unprofiled_steps_s": profile["unprofiled_steps_s"],
+        "profiler_overhead": profile["profiler_overhead"],
     }
 
 
@@ -205,7 +197,7 @@ def build_summary(
         runs = by_variant[variant["name"]]
         variant["floor"] = floor_summary(runs, variant["timing"]["total_s"]["median"])
         if variant["name"] in profile_by_variant:
-            variant["profile"] = profile_summary(profile_by_variant[variant["name"]], runs)
+            variant["profile"] = profile_summary(profile_by_variant[variant["name"]])
     steps = [summarise_step(a, b) for a, b in zip(variants, variants[1:], strict=False)]
     for step, (before, after) in zip(steps, zip(variants, variants[1:], strict=False), strict=True):
         step["where"] = where_saving_came_from(before, after)

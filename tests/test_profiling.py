@@ -12,7 +12,12 @@ import torch
 from lab.data import subset
 from lab.floor import floor_seconds, measure_peak_tflops, vendor_peak_tflops
 from lab.presets import PRESETS
-from lab.profiling import DATALOADER_TWIN, breakdown_from_trace, profile_variant
+from lab.profiling import (
+    DATALOADER_TWIN,
+    breakdown_from_trace,
+    profile_in_subprocess,
+    recorded_steps,
+)
 from lab.registry import Variant, cumulative_variants, get_steps
 from tests.conftest import assert_one_line_error, run_lab
 
@@ -64,7 +69,7 @@ def test_profiled_pass_writes_a_trace_with_dataloader_events(steps, real_cifar, 
     base = PRESETS["smoke"].config
     variant: Variant = cumulative_variants(base, get_steps(steps) if steps else [])[-1]
     data = subset(real_cifar, base.train_images, base.test_images, base.subset_seed)
-    result = profile_variant(variant, data, torch.device("cpu"), seed=0, run_dir=tmp_path)
+    result = profile_in_subprocess(variant, data, torch.device("cpu"), seed=0, run_dir=tmp_path)
     trace = tmp_path / result["trace"]
     assert trace.name.endswith(".pt.trace.json.gz")
     with gzip.open(trace, "rt") as handle:
@@ -77,8 +82,10 @@ def test_profiled_pass_writes_a_trace_with_dataloader_events(steps, real_cifar, 
     assert {"lab/forward", "lab/backward", "lab/optimizer", "lab/h2d", "lab/eval"} <= names
     assert ("lab/preprocess" in names) == bool(steps)
     b = result["breakdown"]
-    assert b["train_steps"] == 4  # the whole recorded pass: 500 images / batch 128
-    assert b["data_s"] > 0 and b["compute_s"] > 0 and result["profiled_epoch_s"] > 0
+    # 500 images / batch 128 = 4 steps a pass: 1 start + 1 unprofiled + 1 warm-up + 1 recorded.
+    assert b["train_steps"] == result["recorded_steps"] == 1
+    assert b["data_s"] > 0 and b["compute_s"] > 0
+    assert result["profiled_steps_s"] > 0 and result["unprofiled_steps_s"] > 0
 
 
 def test_floor_of_the_article_is_about_39_seconds():
@@ -125,3 +132,9 @@ def test_no_profile_skips_the_passes(tmp_path):
     assert "Not profiled" in (out / "report.md").read_text()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["variants"][0]["floor"]["floor_s"] > 0
+
+
+def test_recorded_steps_fit_the_pass():
+    assert recorded_steps(32) == 8  # the cpu preset: 4,000 images / 128
+    assert recorded_steps(391) == 8  # dawnbench
+    assert recorded_steps(4) == 1 and recorded_steps(2) == 1
