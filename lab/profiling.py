@@ -239,10 +239,9 @@ def profile_in_subprocess(
 ) -> dict[str, Any]:
     """`profile_variant` in a child process, so the profiler's memory (gigabytes on a CPU)
     is returned to the system when the pass ends and never touches the timed runs' process.
-    Forked on CPU (the decoded data is shared, not copied); spawned on CUDA."""
-    context = multiprocessing.get_context(
-        "fork" if device.type == "cpu" and sys.platform == "linux" else "spawn"
-    )
+    Spawned, not forked: a fork of a process whose OpenMP thread pool has run (the timed runs)
+    hangs at the child's first parallel operator, and CUDA cannot be forked either."""
+    context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     child = context.Process(
         target=_profile_child, args=(queue, (variant, data, device, seed, run_dir, with_stack))

@@ -56,7 +56,7 @@ def _caption(summary: dict[str, Any]) -> str:
     parts = [f"{s['name']}: {s['where']['came_from']}" for s in summary["steps"] if s.get("where")]
     if not parts:
         return ""
-    return "Saving came from (profiled epoch, data / compute / other): " + "; ".join(parts)
+    return "Saving came from (recorded steps: data / compute / other): " + "; ".join(parts)
 
 
 def draw_waterfall(summary: dict[str, Any], out: Path) -> list[Path]:
