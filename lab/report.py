@@ -98,6 +98,14 @@ def _reading(summary: dict[str, Any]) -> list[str]:
             f"- Largest significant change: {biggest['name']} "
             f"({biggest['saved_s']['median']:+.2f} s saved)."
         )
+    runs = summary["variants"][0]["runs"]
+    if runs < 5:
+        lines.append(
+            f"- Only {runs} runs per variant: percentile-bootstrap intervals from so few runs are "
+            "coarse and tend to be too narrow, so a 'significant' difference of a few percent "
+            "can still be noise (a step that moves no mechanism counter, like smooth_lr, is the "
+            "check). Use `--runs 5` or more before trusting small differences."
+        )
     quiet = [s["name"] for s in steps if s["saved_s"]["verdict"] != "significant"]
     if quiet:
         lines.append(f"- Not distinguishable from run-to-run noise here: {', '.join(quiet)}.")

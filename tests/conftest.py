@@ -3,6 +3,7 @@ decoded-data cache inside the repo so a test run never touches the user's ~/.cac
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -31,6 +32,21 @@ def real_cifar(real_data_path):
     from lab.data import load_cifar
 
     return load_cifar(real_data_path, progress=False)
+
+
+STEP_NAMES = [
+    "bn_dedupe",
+    "smooth_lr",
+    "cached_preprocessing",
+    "single_worker",
+    "bulk_rng",
+    "main_thread_aug",
+]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every record of a JSON-lines file."""
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def run_lab(

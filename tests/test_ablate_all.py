@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, assert_one_line_error, run_lab
+from tests.conftest import REPO, assert_one_line_error, read_jsonl, run_lab
 
 VARIANTS = [
     "baseline",
@@ -26,7 +26,7 @@ VARIANTS = [
 
 
 def _records(out):
-    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    return read_jsonl(out / "results.jsonl")
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from lab.profiling import (
     recorded_steps,
 )
 from lab.registry import Variant, cumulative_variants, get_steps
-from tests.conftest import assert_one_line_error, run_lab
+from tests.conftest import STEP_NAMES, assert_one_line_error, run_lab
 
 
 def _event(name, ts, dur, cat="user_annotation"):
@@ -52,17 +52,7 @@ def test_breakdown_of_a_crafted_trace(tmp_path):
 
 @pytest.mark.parametrize(
     "steps",
-    [
-        [],
-        [
-            "bn_dedupe",
-            "smooth_lr",
-            "cached_preprocessing",
-            "single_worker",
-            "bulk_rng",
-            "main_thread_aug",
-        ],
-    ],
+    [[], STEP_NAMES],
     ids=["baseline", "final"],
 )
 def test_profiled_pass_writes_a_trace_with_dataloader_events(steps, real_cifar, tmp_path):

@@ -19,6 +19,7 @@ from lab.presets import PRESETS
 from lab.registry import all_steps, cumulative_variants, get_steps
 from lab.summary import _expectation_holds
 from lab.trainer import run_training
+from tests.conftest import STEP_NAMES
 
 STEPS = all_steps()
 EXACT = {"params", "worker_launches", "rng_calls", "preprocess_s"}
@@ -40,14 +41,7 @@ def _counters(variant, data) -> dict[str, float]:
 
 
 def test_registry_has_the_articles_six_steps_in_order():
-    assert [s.name for s in STEPS] == [
-        "bn_dedupe",
-        "smooth_lr",
-        "cached_preprocessing",
-        "single_worker",
-        "bulk_rng",
-        "main_thread_aug",
-    ]
+    assert [s.name for s in STEPS] == STEP_NAMES
     assert all(s.story and s.title and s.changes for s in STEPS)
 
 
