@@ -25,7 +25,6 @@ import multiprocessing
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -223,7 +222,6 @@ def profile_variant(
         "dataloader_events_added": twins,
         "with_stack": with_stack,
         "breakdown": breakdown_from_trace(trace, content),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 

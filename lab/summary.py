@@ -13,8 +13,6 @@ from lab.stats import median, median_ci, saving_ci, verdict
 
 SUMMARY_SCHEMA_VERSION = 1
 TIMINGS = ("total_s", "train_s", "eval_s", "preprocess_s")
-# Relative change below which a "same" expectation still holds (timings are noisy).
-SAME_TOLERANCE = 0.0
 
 
 def counter_values(record: dict[str, Any]) -> dict[str, float]:
@@ -77,7 +75,7 @@ def _expectation_holds(expected: str, before: float, after: float) -> bool:
         return after > before
     if expected == "zero":
         return after == 0
-    return abs(after - before) <= SAME_TOLERANCE * max(abs(before), 1e-12)  # "same"
+    return after == before  # "same": used for exact counters only
 
 
 def summarise_step(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from torch.nn import functional as F
 
 from lab.config import Config
 from lab.data import Cifar
+from lab.errors import LabError
 from lab.network import build_resnet18
 from lab.pipeline import Pipeline, build_pipeline
 
@@ -162,8 +163,6 @@ class Trainer:
         self.config, self.device, self.seed = config, device, seed
         self.precision = resolve_precision(config, device)
         if self.precision in ("fp16", "autocast") and device.type != "cuda":
-            from lab.errors import LabError
-
             raise LabError(f"--set precision={self.precision}: needs CUDA; use fp32 on CPU")
         seed_everything(seed)
         setup_start = time.perf_counter()

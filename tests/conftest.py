@@ -44,6 +44,9 @@ STEP_NAMES = [
 ]
 
 
+VARIANT_NAMES = ["baseline", *(f"+{name}" for name in STEP_NAMES)]
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """Every record of a JSON-lines file."""
     return [json.loads(line) for line in path.read_text().splitlines()]

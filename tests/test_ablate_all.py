@@ -12,17 +12,9 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, assert_one_line_error, read_jsonl, run_lab
+from tests.conftest import REPO, VARIANT_NAMES, assert_one_line_error, read_jsonl, run_lab
 
-VARIANTS = [
-    "baseline",
-    "+bn_dedupe",
-    "+smooth_lr",
-    "+cached_preprocessing",
-    "+single_worker",
-    "+bulk_rng",
-    "+main_thread_aug",
-]
+VARIANTS = VARIANT_NAMES
 
 
 def _records(out):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from lab.records import RECORD_SCHEMA_VERSION
-from tests.conftest import STEP_NAMES, assert_one_line_error, read_jsonl, run_lab
+from tests.conftest import STEP_NAMES, VARIANT_NAMES, assert_one_line_error, read_jsonl, run_lab
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +29,7 @@ def test_dawnbench_plan_matches_the_article(dawnbench_plan):
 
 
 def test_dawnbench_plan_has_seven_cumulative_variants(dawnbench_plan):
-    assert list(dawnbench_plan) == [
-        "baseline",
-        "+bn_dedupe",
-        "+smooth_lr",
-        "+cached_preprocessing",
-        "+single_worker",
-        "+bulk_rng",
-        "+main_thread_aug",
-    ]
+    assert list(dawnbench_plan) == VARIANT_NAMES
     assert dawnbench_plan["+bn_dedupe"]["params"] == 5_205_834
     assert dawnbench_plan["+smooth_lr"]["config"]["lr_knots"] == [
         [0, 0],
