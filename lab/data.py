@@ -23,6 +23,7 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,7 @@ class Cifar:
     decode_s: float  # seconds spent decoding in this process (0.0 on a cache hit)
     load_s: float  # seconds to obtain the arrays (decode or cache load)
     cache_hit: bool
+    fingerprint: str = ""  # the decoded cache's key of the source (path, sizes, mtimes)
 
 
 def default_cache_dir() -> Path:
@@ -73,8 +75,9 @@ def default_data_candidates() -> list[Path]:
     return candidates
 
 
-def resolve_data_path(data: str | None) -> Path:
-    """The explicit `--data`, else `$LAB_DATA`, else the first default that exists."""
+def resolve_data_path(data: str | None) -> Path | None:
+    """The explicit `--data`, else `$LAB_DATA`, else the first default that exists; None when
+    nothing was named and no default exists (the caller then downloads)."""
     if data is not None:
         return Path(data)
     candidates = default_data_candidates()
@@ -83,8 +86,36 @@ def resolve_data_path(data: str | None) -> Path:
     for candidate in candidates:
         if candidate.exists():
             return candidate
-    tried = ", ".join(str(candidate) for candidate in candidates)
-    raise LabError(f"no CIFAR-10 found (tried {tried}): pass --data PATH or use --download")
+    return None
+
+
+def find_or_fetch_data(
+    data: str | None,
+    download: bool = False,
+    url: str = OFFICIAL_URL,
+    md5: str = OFFICIAL_MD5,
+    say: Callable[[str], None] = lambda line: None,
+) -> Path:
+    """The data source a job uses: `--download` fetches the official archive; otherwise
+    `resolve_data_path`, and when nothing was named and nothing is found, the official archive
+    is fetched into the cache (MD5-checked) as a newcomer would expect, saying so via `say`."""
+    if download:
+        return download_cifar(url=url, md5=md5)
+    path = resolve_data_path(data)
+    if path is not None:
+        return path
+    tried = ", ".join(str(candidate) for candidate in default_data_candidates())
+    say(f"data: no CIFAR-10 found (tried {tried}); downloading {url} into {default_cache_dir()}")
+    try:
+        return download_cifar(url=url, md5=md5)
+    except LabError as error:
+        raise LabError(f"no CIFAR-10 found (tried {tried}) and {error}") from None
+
+
+def source_key(path: Path) -> tuple[str, str]:
+    """(resolved root, fingerprint) of a data source: what a job stores to refuse other data."""
+    kind, root = detect_format(path)
+    return str(root.resolve()), source_fingerprint(kind, root)
 
 
 # ----------------------------------------------------------------------------- formats
@@ -330,7 +361,8 @@ def load_cifar(path: Path, cache_dir: Path | None = None, progress: bool = True)
     """Decoded CIFAR-10 from `path`, from the cache when the source is unchanged."""
     start = time.perf_counter()
     kind, root = detect_format(path)
-    cache = _cache_dir_for(cache_dir or default_cache_dir(), source_fingerprint(kind, root))
+    fingerprint = source_fingerprint(kind, root)
+    cache = _cache_dir_for(cache_dir or default_cache_dir(), fingerprint)
     if cache.is_dir():
         arrays, classes = _read_cache(cache)
         return Cifar(
@@ -340,6 +372,7 @@ def load_cifar(path: Path, cache_dir: Path | None = None, progress: bool = True)
             decode_s=0.0,
             load_s=time.perf_counter() - start,
             cache_hit=True,
+            fingerprint=fingerprint,
         )
     arrays, classes = _read_python(root) if kind == "python" else _read_folder(root, progress)
     decode_s = time.perf_counter() - start
@@ -351,6 +384,7 @@ def load_cifar(path: Path, cache_dir: Path | None = None, progress: bool = True)
         decode_s=decode_s,
         load_s=time.perf_counter() - start,
         cache_hit=False,
+        fingerprint=fingerprint,
     )
 
 
@@ -394,6 +428,7 @@ def subset(data: Cifar, train_images: int | None, test_images: int | None, seed:
         decode_s=data.decode_s,
         load_s=data.load_s,
         cache_hit=data.cache_hit,
+        fingerprint=data.fingerprint,
     )
 
 

@@ -9,8 +9,10 @@ training dtype, shown beside the vendor's figure for known GPUs; `--peak-tflops`
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: reports read this module without it
+    import torch
 
 # Dense fp16/bf16 tensor-core peaks, TFLOP/s, from the vendors' data sheets.
 VENDOR_PEAK_TFLOPS: dict[str, float] = {
@@ -31,6 +33,8 @@ def vendor_peak_tflops(device_name: str) -> float | None:
 
 
 def training_dtype(device: torch.device, precision: str) -> torch.dtype:
+    import torch
+
     return (
         torch.float16
         if device.type == "cuda" and precision in ("fp16", "autocast")
@@ -42,6 +46,8 @@ def measure_peak_tflops(
     device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 5
 ) -> float:
     """Best observed matmul throughput (TFLOP/s) over a few square multiplies."""
+    import torch
+
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     flops = 2 * size**3

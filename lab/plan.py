@@ -7,6 +7,7 @@ from typing import Any
 
 from lab.config import Config
 from lab.data import IMAGE_SHAPE
+from lab.floor import floor_seconds
 from lab.network import build_resnet18, count_parameters, flops_per_image
 from lab.pipeline import expected_rng_calls, expected_worker_launches
 from lab.registry import Variant
@@ -35,8 +36,8 @@ def plan_entry(variant: Variant, peak_tflops: float | None = None) -> dict[str, 
     train_size, test_size = subset_sizes(config)
     total_flops = flops * train_size * config.epochs  # training only, as the article counts
     floor = (
-        {"floor_s": total_flops / (peak_tflops * 1e12), "peak_tflops": peak_tflops}
-        if (peak_tflops)
+        {"floor_s": floor_seconds(total_flops, peak_tflops), "peak_tflops": peak_tflops}
+        if peak_tflops
         else {}
     )
     return {

@@ -53,11 +53,6 @@ def phase_label(name: str) -> record_function:
     return record_function(LABEL_PREFIX + name)
 
 
-def tb_run_name(index: int, variant_name: str) -> str:
-    """Folder of a variant under tb/: ordered, and without the '+' of variant names."""
-    return f"{index:02d}-{variant_name.lstrip('+')}"
-
-
 def _read_trace(trace_path: Path) -> dict[str, Any]:
     with gzip.open(trace_path, "rt") as handle:
         return json.load(handle)
@@ -183,7 +178,12 @@ def profile_variant(
             activities=activities,
             schedule=schedule(wait=k + 1, warmup=1, active=k + 1 + int(preprocesses), repeat=1),
             on_trace_ready=torch.profiler.tensorboard_trace_handler(
-                str(run_dir), worker_name="lab", use_gzip=True
+                # Plain JSON: the handler's own gzip writes the trace line by line (~230,000
+                # small writes); the lab rewrites it anyway (DataLoader twins) and compresses
+                # it there, in one write.
+                str(run_dir),
+                worker_name="lab",
+                use_gzip=False,
             ),
             record_shapes=True,
             profile_memory=True,
@@ -210,9 +210,11 @@ def profile_variant(
             profiler.step()
     unprofiled_s = stamps[k] - stamps[0]  # steps 1..k
     profiled_s = stamps[2 * k + 1] - stamps[k + 1]  # steps k+2..2k+1
-    trace = max(run_dir.glob("*.pt.trace.json.gz"), key=lambda p: p.stat().st_mtime)
-    content = _read_trace(trace)
+    written = max(run_dir.glob("*.pt.trace.json"), key=lambda p: p.stat().st_mtime)
+    content = json.loads(written.read_text())
+    trace = written.with_name(written.name + ".gz")
     twins = _add_dataloader_twins(trace, content)
+    written.unlink()
     return {
         "trace": trace.name,
         "recorded_steps": k,
@@ -225,7 +227,11 @@ def profile_variant(
     }
 
 
-def _profile_child(queue: Any, args: tuple) -> None:
+def _profile_child(queue: Any, start_method: str, args: tuple) -> None:
+    # A spawned child inherits "spawn" as its default start method, so its DataLoader workers
+    # would be spawned (each re-importing torch: ~70 s a pass on 2 cores) while the timed runs
+    # fork them. Restore the parent's method so the profiled pass runs the same pipeline.
+    multiprocessing.set_start_method(start_method, force=True)
     try:
         queue.put(("ok", profile_variant(*args)))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which re-raises
@@ -247,7 +253,12 @@ def profile_in_subprocess(
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     child = context.Process(
-        target=_profile_child, args=(queue, (variant, data, device, seed, run_dir, with_stack))
+        target=_profile_child,
+        args=(
+            queue,
+            multiprocessing.get_start_method(),
+            (variant, data, device, seed, run_dir, with_stack),
+        ),
     )
     child.start()
     try:

@@ -14,15 +14,17 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 import lab
 from lab.errors import LabError
 
-RECORD_SCHEMA_VERSION = 1
+if TYPE_CHECKING:  # imported where used: reading records (reports, comparisons) needs no torch
+    import torch
+
+RECORD_SCHEMA_VERSION = 2
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CODE_DIRS = ("lab", "ablations")
 
@@ -72,6 +74,8 @@ def cpu_model() -> str:
 
 
 def device_name(device: torch.device) -> str:
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({cpu_model()})"
@@ -87,6 +91,8 @@ def command_line() -> str:
 
 def metadata(device: torch.device) -> dict[str, Any]:
     """Versions, machine and date: what a reader needs to reproduce or distrust a number."""
+    import torch
+
     try:
         usable_cores = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -112,13 +118,70 @@ def metadata(device: torch.device) -> dict[str, Any]:
     }
 
 
+def run_record(
+    *,
+    job: dict[str, Any],
+    slot: dict[str, Any],
+    variant: dict[str, Any],
+    plan: dict[str, Any],
+    data: dict[str, Any],
+    measurements: dict[str, Any],
+    peak: dict[str, Any],
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    """One timed run's record (the schema of docs/records.md).
+
+    `slot`: round, position and seed; `variant`: name, role, steps, config; `plan`: the
+    variant's plan entry (sizes and expected counters, `lab.plan.plan_entry`); `data`: the
+    data source and subset sizes; `peak`: the device's peak for the floor."""
+    return {
+        **meta,
+        "preset": job["preset"],
+        "order_seed": job["order_seed"],
+        "job_rounds": job["rounds"],
+        "variant": variant["name"],
+        "role": variant["role"],
+        "steps": list(variant["steps"]),
+        "round": slot["round"],
+        "position": slot["position"],
+        "warmup": slot["round"] < 0,
+        "seed": slot["seed"],
+        "config": variant["config"],
+        "params": plan["params"],
+        "flops_per_image": plan["flops_per_image"],
+        "total_flops": plan["total_flops"],
+        "expected": {
+            "worker_launches": plan["expected_worker_launches"],
+            "rng_calls": plan["expected_rng_calls"],
+        },
+        "data": data,
+        "peak": peak,
+        "measurements": measurements,
+    }
+
+
 def append_record(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line and make it durable before returning."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _drop_torn_line(path)
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, sort_keys=True) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _drop_torn_line(path: Path) -> None:
+    """A process killed while writing leaves a last line without its newline; it holds no
+    complete record, and appending after it would corrupt the next one, so cut it off."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return
+        handle.seek(0)
+        content = handle.read()
+        handle.truncate(content.rfind(b"\n") + 1)
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

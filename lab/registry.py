@@ -13,23 +13,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from lab import article
 from lab.config import Config
+from lab.counters import COUNTERS
 from lab.errors import LabError
-
-# The article's timings on one V100 (SPEC.md), by the article's step number.
-ARTICLE_TIMES_S: dict[int, float] = {0: 356.0, 1: 323.0, 2: 308.0, 3: 301.0, 4: 297.0}
-
-# Mechanism counters a step can promise to move: name -> the record field measuring it.
-COUNTERS: dict[str, str] = {
-    "worker_launches": "worker launches",
-    "rng_calls": "RNG calls",
-    "data_wait_s": "s waiting for data",
-    "cpu_children_s": "child CPU s",
-    "cpu_main_s": "main CPU s",
-    "images_per_s": "images/s",
-    "preprocess_s": "one-off preprocessing s",
-    "params": "parameters",
-}
 
 
 @dataclass(frozen=True)
@@ -49,7 +36,7 @@ class Step:
         """Seconds the article's step saved on a V100 (shared by steps with the same number)."""
         if self.article_step is None:
             return None
-        return ARTICLE_TIMES_S[self.article_step - 1] - ARTICLE_TIMES_S[self.article_step]
+        return article.step_saved_s(self.article_step)
 
     @property
     def article_shared_with(self) -> list[str]:
@@ -115,19 +102,55 @@ def get_steps(names: list[str]) -> list[Step]:
     return [step for step in all_steps() if step.name in names]
 
 
+# What a variant is for; records carry it so that a summary needs nothing but the records.
+BASELINE, STEP, CONTROL, LEAVE_ONE_OUT = "baseline", "step", "control", "leave_one_out"
+CONTROL_NAME = "baseline (control)"
+
+
 @dataclass(frozen=True)
 class Variant:
-    name: str  # "baseline" or "+<last step>"
+    name: str  # "baseline", "+<last step>", "baseline (control)" or "-<left-out step>"
     steps: tuple[str, ...]  # steps applied, in order
     config: Config
+    role: str = STEP  # BASELINE, STEP, CONTROL or LEAVE_ONE_OUT
+
+
+def apply_steps(base: Config, steps: list[Step]) -> Config:
+    config = base
+    for step in steps:
+        config = step.apply(config)
+    return config
 
 
 def cumulative_variants(base: Config, steps: list[Step]) -> list[Variant]:
     """baseline, +step1, +step2, ...: each variant applies one more step to the previous one."""
-    variants = [Variant("baseline", (), base)]
+    variants = [Variant("baseline", (), base, BASELINE)]
     for step in steps:
         previous = variants[-1]
         variants.append(
             Variant(f"+{step.name}", (*previous.steps, step.name), step.apply(previous.config))
+        )
+    return variants
+
+
+def control_variant(base: Config) -> Variant:
+    """A second copy of the baseline, run in every round: its comparison with the baseline is
+    the noise floor of the job."""
+    return Variant(CONTROL_NAME, (), base, CONTROL)
+
+
+def leave_one_out_variants(base: Config, steps: list[Step]) -> list[Variant]:
+    """For each step but the last, every step except that one ("-<step>"). The last step's
+    leave-one-out variant is the cumulative variant before it, which the job runs already."""
+    variants = []
+    for left_out in steps[:-1]:
+        kept = [step for step in steps if step is not left_out]
+        variants.append(
+            Variant(
+                f"-{left_out.name}",
+                tuple(step.name for step in kept),
+                apply_steps(base, kept),
+                LEAVE_ONE_OUT,
+            )
         )
     return variants

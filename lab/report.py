@@ -1,6 +1,6 @@
-"""`python -m lab.report OUT`: rebuild summary.json, waterfall.png/.svg, report.md and the
-TensorBoard scalars from the records alone (OUT/results.jsonl, and OUT/profile.jsonl when the
-job was profiled)."""
+"""`python -m lab.report OUT`: rebuild summary.json, the charts, report.md and the TensorBoard
+scalars from the records alone (OUT/results.jsonl; OUT/profile.jsonl and OUT/sessions.jsonl
+when present). Nothing here imports the training stack."""
 
 from __future__ import annotations
 
@@ -10,36 +10,39 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lab import article, outputs
+from lab.counters import COUNTERS, SHOWN_CHANGE
 from lab.errors import LabError
 from lab.records import read_records
+from lab.stats import CONFIDENCE, MIN_ROUNDS, SIGNIFICANT
 from lab.summary import build_summary
 from lab.tblogs import write_tensorboard_logs
-from lab.waterfall import draw_waterfall
-
-COUNTER_FORMATS = {
-    "worker_launches": ("worker launches", "{:+,.0f}"),
-    "rng_calls": ("RNG calls", "{:+,.0f}"),
-    "data_wait_s": ("data wait", "{:+.2f} s"),
-    "cpu_children_s": ("child CPU", "{:+.2f} s"),
-    "cpu_main_s": ("main CPU", "{:+.2f} s"),
-    "images_per_s": ("images/s", "{:+.0f}"),
-    "params": ("params", "{:+,.0f}"),
-}
+from lab.waterfall import draw_leave_one_out, draw_waterfall
 
 
-def _ci(ci: list[float] | None) -> str:
-    return "n/a" if ci is None else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
+def _ci(ci: list[float] | None, digits: int = 2) -> str:
+    return "n/a" if ci is None else f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
+
+
+def _saving(comparison: dict[str, Any], unit: str = "s") -> str:
+    """'+0.42 s [+0.10, +0.70]' or '+4.1% [-1.2, +9.0] (not significant)'."""
+    value = comparison["saved_s" if unit == "s" else "saved_pct"]
+    verdict = "" if value["verdict"] == SIGNIFICANT else f" ({value['verdict']})"
+    if unit == "s":
+        return f"{value['median']:+.2f} s {_ci(value['ci95'])}{verdict}"
+    return f"{value['median']:+.1f}% {_ci(value['ci95'], 1)}{verdict}"
 
 
 def _counters_changed(step: dict[str, Any], before: dict[str, Any]) -> str:
-    """Counters that moved by more than 2% (exact counters: any change)."""
+    """Exact counters: any change; timed ones: a change of more than SHOWN_CHANGE."""
     parts = []
-    for key, (label, fmt) in COUNTER_FORMATS.items():
+    for key, counter in COUNTERS.items():
         delta = step["counter_deltas"][key]
         reference = abs(before["counters"][key]) or 1.0
-        exact = key in ("worker_launches", "rng_calls", "params")
-        if (exact and delta != 0) or (not exact and abs(delta) / reference > 0.02):
-            parts.append(f"{label} {fmt.format(delta)}")
+        if (counter.exact and delta != 0) or (
+            not counter.exact and abs(delta) / reference > SHOWN_CHANGE
+        ):
+            parts.append(f"{counter.label} {counter.delta_format.format(delta)}")
     return "; ".join(parts) or "none"
 
 
@@ -48,30 +51,103 @@ def _accuracy(variant: dict[str, Any]) -> str:
     return f"{acc['median']:.1%} ({acc['reached']}/{acc['runs']} reached {acc['target']:.0%})"
 
 
+def _article_claim(step: dict[str, Any]) -> str:
+    claim = "-" if step["article"]["saved_s"] is None else f"-{step['article']['saved_s']:g} s"
+    if step["article"]["shared_with"]:
+        claim += f" (with {', '.join(step['article']['shared_with'])})"
+    return claim
+
+
 def _table(summary: dict[str, Any]) -> list[str]:
-    variants, steps = summary["variants"], summary["steps"]
+    chain = [v for v in summary["variants"] if v["role"] in ("baseline", "step")]
     lines = [
-        "| step | time (median) | saved | 95% CI | counters changed | accuracy | article (V100) |",
-        "| --- | ---: | ---: | --- | --- | --- | --- |",
+        "| step | time (paired) | median run | saved (s, 95% CI) | saved (% of previous) "
+        "| counters changed | accuracy | article (V100) |",
+        "| --- | ---: | ---: | --- | --- | --- | --- | --- |",
+        f"| baseline | {chain[0]['paired_time_s']:.2f} s | "
+        f"{chain[0]['timing']['total_s']['median']:.2f} s | | | | {_accuracy(chain[0])} | "
+        f"{article.baseline_s():g} s |",
     ]
-    base = variants[0]
-    lines.append(
-        f"| baseline | {base['timing']['total_s']['median']:.2f} s | | | | "
-        f"{_accuracy(base)} | 356 s |"
-    )
-    for before, variant, step in zip(variants, variants[1:], steps, strict=False):
-        saved = step["saved_s"]
-        article = step["article"]
-        claim = "-" if article["saved_s"] is None else f"-{article['saved_s']:g} s"
-        if article["shared_with"]:
-            claim += f" (with {', '.join(article['shared_with'])})"
+    for before, variant, step in zip(chain, chain[1:], summary["steps"], strict=False):
         flag = " ⚑" if step["flagged"] else ""
-        verdict = "" if saved["verdict"] == "significant" else f" ({saved['verdict']})"
         lines.append(
-            f"| +{step['name']}{flag} | {variant['timing']['total_s']['median']:.2f} s | "
-            f"{saved['median']:+.2f} s{verdict} | {_ci(saved['ci95'])} | "
-            f"{_counters_changed(step, before)} | {_accuracy(variant)} | {claim} |"
+            f"| +{step['name']}{flag} | {variant['paired_time_s']:.2f} s | "
+            f"{variant['timing']['total_s']['median']:.2f} s | {_saving(step)} | "
+            f"{_saving(step, '%')} | {_counters_changed(step, before)} | {_accuracy(variant)} "
+            f"| {_article_claim(step)} |"
         )
+    return lines
+
+
+def _noise_floor(summary: dict[str, Any]) -> list[str]:
+    """The control and the minimum detectable saving, in plain words."""
+    lines = []
+    control, power = summary["control"], summary["power"]
+    if control is None:
+        lines.append(
+            "- No control ran (`--no-control` or a single variant): this job measured no noise "
+            "floor of its own."
+        )
+    else:
+        pct = control["saved_pct"]
+        reading = (
+            "the machine was too noisy in this job to trust small savings: a second copy of "
+            "the baseline read as different from the baseline"
+            if pct["verdict"] == SIGNIFICANT
+            else "as it should, since the two ran the same code: no sign that the machine was "
+            "too noisy for this job's intervals"
+        )
+        lines.append(
+            f"- **Control** (`{control['variant']}`, the baseline run a second time in every "
+            f"round): {pct['median']:+.1f}% {_ci(pct['ci95'], 1)}, {pct['verdict']}; "
+            f"{reading}."
+        )
+    mde = power["min_detectable_pct"]
+    if mde is None:
+        lines.append(
+            f"- Fewer than {MIN_ROUNDS} rounds: no interval and no minimum detectable saving."
+        )
+    else:
+        lines.append(
+            f"- **Minimum detectable saving: {mde:.1f}%.** With {power['rounds']} rounds and this "
+            f"job's paired noise ({power['paired_sd_pct']:.1f}% per round, pooled over every "
+            "comparison), a step that saves at least that much reads significant 80% of the "
+            'time; a smaller real saving may read "not significant".'
+        )
+    return lines
+
+
+def _sum_check(summary: dict[str, Any]) -> str:
+    total = summary["total"]
+    return (
+        f"The steps' savings add up to {total['sum_of_step_savings_s']:.2f} s = baseline "
+        f"{total['baseline_s']:.2f} s - final {total['final_s']:.2f} s (the paired chain; the "
+        f"final variant's median run is {total['final_median_s']:.2f} s)."
+    )
+
+
+def _leave_one_out_table(summary: dict[str, Any]) -> list[str]:
+    steps = [s for s in summary["steps"] if "leave_one_out" in s]
+    if not steps:
+        return []
+    lines = [
+        "## Order-independent attribution (leave-one-out)",
+        "",
+        "Each step's saving when it is added last (all steps but it -> all steps), beside its "
+        "saving in the cumulative order. The difference is the interaction: how much the "
+        "step's worth depends on the steps before it.",
+        "",
+        "| step | cumulative saving | saving when added last | interaction | reading |",
+        "| --- | --- | --- | ---: | --- |",
+    ]
+    for step in steps:
+        interaction = step["interaction"]
+        verdict = "" if interaction["verdict"] == SIGNIFICANT else f" ({interaction['verdict']})"
+        lines.append(
+            f"| {step['name']} | {_saving(step, '%')} | {_saving(step['leave_one_out'], '%')} | "
+            f"{interaction['pct_points']:+.1f} points{verdict} | {interaction['reading']} |"
+        )
+    lines += ["", f"![leave-one-out]({outputs.LEAVE_ONE_OUT}.png)", ""]
     return lines
 
 
@@ -86,38 +162,28 @@ def _reading(summary: dict[str, Any]) -> list[str]:
         ]
     lines = [
         f"- Baseline {total['baseline_s']:.2f} s -> final {total['final_s']:.2f} s: "
-        f"{total['saved_s']:.2f} s saved ({total['saved_s'] / total['baseline_s']:.1%}); "
-        f"the article saved 59 s of 356 s (16.6%) on a V100.",
-        f"- The steps' savings add up to {total['sum_of_step_savings_s']:.2f} s = baseline - final "
-        "(differences of medians telescope).",
+        f"{total['saved_s']:.2f} s saved ({total['saved_pct']:.1f}%); the article saved "
+        f"{article.total_saved_s():g} s of {article.baseline_s():g} s "
+        f"({article.total_saved_s() / article.baseline_s():.1%}) on a {article.DEVICE}.",
     ]
-    significant = [s for s in steps if s["saved_s"]["verdict"] == "significant"]
-    if significant:
-        biggest = max(significant, key=lambda s: s["saved_s"]["median"])
+    significant = [s for s in steps if s["saved_pct"]["verdict"] == SIGNIFICANT]
+    faster = [s for s in significant if s["saved_pct"]["median"] > 0]
+    if faster:
+        biggest = max(faster, key=lambda s: s["saved_pct"]["median"])
         lines.append(
-            f"- Largest significant change: {biggest['name']} "
-            f"({biggest['saved_s']['median']:+.2f} s saved)."
+            f"- Largest significant saving: {biggest['name']} "
+            f"({biggest['saved_s']['median']:+.2f} s, {biggest['saved_pct']['median']:.1f}%)."
         )
-    runs = summary["variants"][0]["runs"]
-    if runs < 5:
-        lines.append(
-            f"- Only {runs} runs per variant: percentile-bootstrap intervals from so few runs are "
-            "coarse and tend to be too narrow, so a 'significant' difference of a few percent "
-            "can still be noise (a step that moves no mechanism counter, like smooth_lr, is the "
-            "check). Use `--runs 5` or more before trusting small differences."
-        )
-    quiet = [s["name"] for s in steps if s["saved_s"]["verdict"] != "significant"]
+    quiet = [s["name"] for s in steps if s["saved_pct"]["verdict"] != SIGNIFICANT]
     if quiet:
-        lines.append(f"- Not distinguishable from run-to-run noise here: {', '.join(quiet)}.")
-    slower = [
-        s["name"]
-        for s in steps
-        if s["saved_s"]["verdict"] == "significant" and s["saved_s"]["median"] < 0
-    ]
+        lines.append(
+            f"- Not distinguishable from run-to-run noise here: {', '.join(quiet)}. "
+            '"Not significant" means the data do not show a difference, not that there is none.'
+        )
+    slower = [s["name"] for s in significant if s["saved_pct"]["median"] < 0]
     if slower:
         lines.append(f"- Significantly slower on this machine: {', '.join(slower)}.")
-    flagged = [s for s in steps if s["flagged"]]
-    for step in flagged:
+    for step in (s for s in steps if s["flagged"]):
         broken = [
             f"{c['counter']} expected {c['expected']} ({c['before']:.3g} -> {c['after']:.3g})"
             for c in step["expectations"]
@@ -136,7 +202,7 @@ def _reading(summary: dict[str, Any]) -> list[str]:
 
 
 def _where_table(summary: dict[str, Any]) -> list[str]:
-    """Where the profiled epoch's step time went, per variant, and how each step moved it."""
+    """Where the profiled steps' time went, per variant, and how each step moved it."""
     variants = [v for v in summary["variants"] if "profile" in v]
     if not variants:
         return ["Not profiled (`--no-profile`)."]
@@ -187,10 +253,10 @@ def _floor_lines(summary: dict[str, Any]) -> list[str]:
         + ". Minimum time = FLOPs per image (forward+backward, `torch.utils.flop_counter`) x "
         "training images x epochs / peak.",
         "",
-        "| variant | FLOPs/image | training FLOPs | floor | measured | efficiency |",
+        "| variant | FLOPs/image | training FLOPs | floor | measured (median run) | efficiency |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for v in summary["variants"]:
+    for v in (v for v in summary["variants"] if v["role"] in ("baseline", "step")):
         f = v["floor"]
         lines.append(
             f"| {v['name']} | {f['flops_per_image']:.3g} | {f['total_flops']:.3g} | "
@@ -200,12 +266,35 @@ def _floor_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _wall(summary: dict[str, Any]) -> str:
+    sessions = summary["sessions"]
+    if not sessions["count"]:
+        return "- Wall time: not recorded (no sessions.jsonl)."
+    minutes, seconds = divmod(round(sessions["wall_s"]), 60)
+    return (
+        f"- Wall time of the job: {minutes} min {seconds:02d} s over {sessions['count']} "
+        f"session(s) (data loading, timed rounds and profiled passes; "
+        f"{'finished' if sessions['finished'] else 'not finished'})."
+    )
+
+
 def render_report(summary: dict[str, Any]) -> str:
     meta = summary["meta"]
+    chain = len(summary["steps"]) + 1
+    extra = len(summary["variants"]) - chain
+    has_control = summary["control"] is not None
+    extras = ", ".join(
+        part
+        for part in (
+            "the control" if has_control else "",
+            f"{extra - has_control} leave-one-out" if extra - has_control else "",
+        )
+        if part
+    )
     lines = [
         f"# Ablation report: preset `{meta.get('preset')}`",
         "",
-        "Generated by `python -m lab.report` from `results.jsonl`; every number below is measured.",
+        "Generated by `python -m lab.report` from the records; every number below is measured.",
         "",
         "## What was run",
         "",
@@ -215,27 +304,40 @@ def render_report(summary: dict[str, Any]) -> str:
         f"Python {meta.get('python_version')}; git {meta.get('git_revision')}, "
         f"code {meta.get('code_hash')}",
         f"- Dates: {summary['first_run_date']} to {summary['last_run_date']}; "
-        f"{summary['variants'][0]['runs']} timed runs per variant, interleaved round-robin, "
+        f"{summary['rounds']} round(s), each running all {len(summary['variants'])} variant(s) "
+        f"({chain} cumulative{', ' + extras if extras else ''}) in an order "
+        f"shuffled per round (order seed {meta.get('order_seed')}); "
         f"{summary['warmup_runs']} warm-up run(s) discarded",
+        _wall(summary),
         "- Time = training + per-epoch test evaluation (DAWNBench's timed region); decoding and "
         "one-off preprocessing are outside it and reported apart.",
         "",
+        "## Noise floor and power",
+        "",
+        *_noise_floor(summary),
+        "",
         "## Results",
         "",
-        *_table(summary),
+        *(_table(summary) if summary["steps"] else _reading(summary)),
         "",
-        "Saved = median(previous variant) - median(this variant); 95% CI by bootstrap "
-        "(scipy, percentile, 9,999 resamples); ⚑ = counters did not move as the step says.",
+        _sum_check(summary) if summary["steps"] else "",
         "",
-        "![waterfall](waterfall.png)",
+        "Saved = the paired comparison with the previous variant within each round: the "
+        f"geometric mean of the per-round time ratios, with its {CONFIDENCE:.0%} Student-t "
+        "interval over rounds (docs/statistics.md); in seconds at the baseline's scale "
+        "(time (paired) = the baseline's median run times the chained ratios). "
+        "⚑ = counters did not move as the step says.",
         "",
+        f"![waterfall]({outputs.WATERFALL}.png)",
+        "",
+        *_leave_one_out_table(summary),
         "## Where the time goes",
         "",
         "From one profiled pass per variant, apart from the timed runs: the recorded training "
         "steps of a pass in steady state (data = waiting for the next batch, compute = forward + "
         "backward + optimiser, other = the rest: host-to-device copy, Python); profiler overhead "
-        "= those steps against the same number of unprofiled steps of the same pass. Open the "
-        "traces with `python -m lab.tensorboard <out>`.",
+        "= those steps against the same number of unprofiled steps of the same pass. A single "
+        "pass is indicative only. Open the traces with `python -m lab.tensorboard <out>`.",
         "",
         *_where_table(summary),
         "",
@@ -251,17 +353,25 @@ def render_report(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _optional_records(path: Path) -> list[dict[str, Any]]:
+    return read_records(path) if path.exists() else []
+
+
 def write_report(out: Path) -> dict[str, Any]:
-    """summary.json, waterfall.png/.svg and report.md in `out`, from its results.jsonl."""
-    records = read_records(out / "results.jsonl")
+    """summary.json, the charts and report.md in `out`, from its records."""
+    records = read_records(out / outputs.RESULTS)
     if not any(not r["warmup"] for r in records):
-        raise LabError(f"{out / 'results.jsonl'}: no timed runs to report")
-    profile_path = out / "profile.jsonl"
-    profiles = read_records(profile_path) if profile_path.exists() else []
-    summary = build_summary(records, profiles)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        raise LabError(f"{out / outputs.RESULTS}: no timed runs to report")
+    summary = build_summary(
+        records,
+        _optional_records(out / outputs.PROFILE),
+        _optional_records(out / outputs.SESSIONS),
+    )
+    (out / outputs.SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
     draw_waterfall(summary, out)
-    (out / "report.md").write_text(render_report(summary))
+    if summary["leave_one_out"]:
+        draw_leave_one_out(summary, out)
+    (out / outputs.REPORT).write_text(render_report(summary))
     write_tensorboard_logs(out, summary, records)
     return summary
 
@@ -275,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
-    print(f"wrote {Path(args.out) / 'report.md'}")
+    print(f"wrote {Path(args.out) / outputs.REPORT}")
     return 0
 
 

@@ -1,6 +1,14 @@
-"""`summary.json`: per-variant timings with medians and CIs, per-step savings, counter deltas.
+"""`summary.json`: per-variant timings, per-step paired savings with intervals, the control, the
+job's power, leave-one-out savings and interactions, counter deltas, profiles and the floor.
 
-Built from `results.jsonl` alone (warm-up runs excluded), so any report can be regenerated.
+Built from the records alone (warm-up runs excluded), so any report can be regenerated. How the
+numbers are compared is `lab.stats` and docs/statistics.md; in short, every saving is a paired
+comparison of two variants within each round.
+
+Seconds. A step's saving in percent is of the variant before it. In seconds it is stated at the
+baseline's scale: the chain T0 = median baseline time, T_k = T_(k-1) x ratio_k gives every
+cumulative variant a paired time estimate, and step k saved T_(k-1) - T_k. These telescope, so
+the steps' savings add up exactly to T0 - T_final (the report shows the sum).
 """
 
 from __future__ import annotations
@@ -8,37 +16,47 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from lab.registry import ARTICLE_TIMES_S, COUNTERS, all_steps
-from lab.stats import median, median_ci, saving_ci, verdict
+import numpy as np
 
-SUMMARY_SCHEMA_VERSION = 1
+from lab import article
+from lab.counters import COUNTERS, counter_values
+from lab.floor import floor_seconds
+from lab.registry import BASELINE, CONTROL, LEAVE_ONE_OUT, STEP, all_steps
+from lab.stats import (
+    SIGNIFICANT,
+    Ratio,
+    median,
+    minimum_detectable_pct,
+    pooled_log_sd,
+    ratio_from_logs,
+)
+
+SUMMARY_SCHEMA_VERSION = 2
 TIMINGS = ("total_s", "train_s", "eval_s", "preprocess_s")
+CATEGORIES = ("data", "compute", "other")
+META_KEYS = (
+    "preset",
+    "device_name",
+    "cpu_model",
+    "cpu_cores",
+    "torch_version",
+    "python_version",
+    "lab_version",
+    "git_revision",
+    "code_hash",
+    "date",
+    "command",
+    "order_seed",
+    "job_rounds",
+)
 
 
-def counter_values(record: dict[str, Any]) -> dict[str, float]:
-    m = record["measurements"]
-    return {
-        "worker_launches": m["worker_launches"],
-        "rng_calls": m["rng_calls"],
-        "data_wait_s": m["data_wait_s"],
-        "cpu_children_s": m["cpu_children_s"],
-        "cpu_main_s": m["cpu_main_s"],
-        "images_per_s": m["images_per_s"],
-        "preprocess_s": m["preprocess_s"],
-        "params": record["params"],
-    }
-
-
-def _interval(values: list[float]) -> dict[str, Any]:
-    ci = median_ci(values)
-    return {"median": median(values), "ci95": list(ci) if ci else None, "values": values}
+# ----------------------------------------------------------------------------- variants
 
 
 def summarise_variant(name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
     first = records[0]
-    target = first["config"]["target_accuracy"]
     accuracies = [r["measurements"]["final_test_accuracy"] for r in records]
-    reached = sum(r["measurements"]["reached_target"] for r in records)
     counters = defaultdict(list)
     for record in records:
         for key, value in counter_values(record).items():
@@ -50,14 +68,22 @@ def summarise_variant(name: str, records: list[dict[str, Any]]) -> dict[str, Any
     )
     return {
         "name": name,
+        "role": first["role"],
         "steps": first["steps"],
         "runs": len(records),
-        "timing": {key: _interval([r["measurements"][key] for r in records]) for key in TIMINGS},
+        "rounds": [r["round"] for r in records],
+        "timing": {
+            key: {
+                "median": median([r["measurements"][key] for r in records]),
+                "values": [r["measurements"][key] for r in records],
+            }
+            for key in TIMINGS
+        },
         "accuracy": {
             "median": median(accuracies),
             "values": accuracies,
-            "target": target,
-            "reached": reached,
+            "target": first["config"]["target_accuracy"],
+            "reached": sum(r["measurements"]["reached_target"] for r in records),
             "runs": len(records),
         },
         "counters": {key: median(values) for key, values in counters.items()},
@@ -66,6 +92,35 @@ def summarise_variant(name: str, records: list[dict[str, Any]]) -> dict[str, Any
         "params": first["params"],
         "flops_per_image": first["flops_per_image"],
     }
+
+
+def _times_by_round(variant: dict[str, Any]) -> dict[int, float]:
+    return dict(zip(variant["rounds"], variant["timing"]["total_s"]["values"], strict=True))
+
+
+def paired_logs(before: dict[str, Any], after: dict[str, Any]) -> dict[int, float]:
+    """log(t_after / t_before) per round in which both ran."""
+    a, b = _times_by_round(before), _times_by_round(after)
+    return {r: float(np.log(b[r] / a[r])) for r in sorted(set(a) & set(b))}
+
+
+def paired(before: dict[str, Any], after: dict[str, Any]) -> Ratio:
+    logs = paired_logs(before, after)
+    return ratio_from_logs(list(logs.values()))
+
+
+def comparison(ratio: Ratio, before_s: float) -> dict[str, Any]:
+    """The summary's shape of a saving: percent of the earlier variant, and seconds for an
+    earlier variant of `before_s` (the chain's paired estimate)."""
+    return {
+        "saved_pct": ratio.saved_pct(),
+        "saved_s": ratio.saved_s(before_s),
+        "ratio": ratio.ratio,
+        "rounds": ratio.rounds,
+    }
+
+
+# ----------------------------------------------------------------------------- steps
 
 
 def _expectation_holds(expected: str, before: float, after: float) -> bool:
@@ -78,39 +133,36 @@ def _expectation_holds(expected: str, before: float, after: float) -> bool:
     return after == before  # "same": used for exact counters only
 
 
-def summarise_step(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+def summarise_step(
+    before: dict[str, Any], after: dict[str, Any], ratio: Ratio, before_s: float
+) -> dict[str, Any]:
     name = after["steps"][-1]
     step = next((s for s in all_steps() if s.name == name), None)
-    saved = saving_ci(before["timing"]["total_s"]["values"], after["timing"]["total_s"]["values"])
-    deltas = {key: after["counters"][key] - before["counters"][key] for key in COUNTERS}
-    checks = []
-    for counter, expected in step.expects.items() if step else []:
-        holds = _expectation_holds(
-            expected, before["counters"][counter], after["counters"][counter]
-        )
-        checks.append(
-            {
-                "counter": counter,
-                "expected": expected,
-                "before": before["counters"][counter],
-                "after": after["counters"][counter],
-                "holds": holds,
-            }
-        )
+    checks = [
+        {
+            "counter": counter,
+            "expected": expected,
+            "before": before["counters"][counter],
+            "after": after["counters"][counter],
+            "holds": _expectation_holds(
+                expected, before["counters"][counter], after["counters"][counter]
+            ),
+        }
+        for counter, expected in (step.expects.items() if step else [])
+    ]
     return {
         "name": name,
         "title": step.title if step else name,
         "variant": after["name"],
-        "saved_s": {
-            "median": before["timing"]["total_s"]["median"] - after["timing"]["total_s"]["median"],
-            "ci95": list(saved) if saved else None,
-            "verdict": verdict(saved),
-        },
+        **comparison(ratio, before_s),
+        "time_s": before_s * ratio.ratio,
         "one_off_s": after["timing"]["preprocess_s"]["median"]
         - before["timing"]["preprocess_s"]["median"],
-        "counter_deltas": deltas,
+        "counter_deltas": {
+            key: after["counters"][key] - before["counters"][key] for key in COUNTERS
+        },
         "expectations": checks,
-        "flagged": any(not check["holds"] for check in checks) or not after["counters_match_plan"],
+        "flagged": any(not c["holds"] for c in checks) or not after["counters_match_plan"],
         "accuracy_change": after["accuracy"]["median"] - before["accuracy"]["median"],
         "article": {
             "step": step.article_step if step else None,
@@ -120,7 +172,50 @@ def summarise_step(before: dict[str, Any], after: dict[str, Any]) -> dict[str, A
     }
 
 
-CATEGORIES = ("data", "compute", "other")
+def leave_one_out(
+    steps: list[dict[str, Any]],
+    chain: list[dict[str, Any]],
+    by_name: dict[str, dict[str, Any]],
+    final_s: float,
+) -> None:
+    """Per step, the saving of adding it last (all steps but it -> all steps) and its
+    interaction: cumulative saving minus leave-one-out saving, in percentage points, with a
+    paired interval (per round: the log-ratio of the cumulative comparison minus that of the
+    leave-one-out one)."""
+    final = chain[-1]
+    for index, step in enumerate(steps):
+        without = by_name.get(f"-{step['name']}")
+        if without is None and index == len(steps) - 1:
+            without = chain[-2]  # all but the last step is the chain's previous variant
+        if without is None:
+            continue
+        loo_logs = paired_logs(without, final)
+        cumulative_logs = paired_logs(chain[index], chain[index + 1])
+        ratio = ratio_from_logs(list(loo_logs.values()))
+        common = sorted(set(loo_logs) & set(cumulative_logs))
+        interaction = ratio_from_logs([cumulative_logs[r] - loo_logs[r] for r in common])
+        step["leave_one_out"] = {
+            "variant": without["name"],
+            **comparison(ratio, final_s / ratio.ratio),
+        }
+        step["interaction"] = {
+            "pct_points": step["saved_pct"]["median"]
+            - step["leave_one_out"]["saved_pct"]["median"],
+            "verdict": interaction.verdict,
+            "reading": _interaction_reading(step, chain[index]["name"]),
+        }
+
+
+def _interaction_reading(step: dict[str, Any], before_name: str) -> str:
+    cumulative = step["saved_pct"]["median"]
+    last = step["leave_one_out"]["saved_pct"]["median"]
+    return (
+        f"{step['name']} saves {cumulative:.1f}% right after {before_name} but {last:.1f}% "
+        "when added last, to every other step"
+    )
+
+
+# ----------------------------------------------------------------------------- profiles, floor
 
 
 def profile_summary(profile: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +243,7 @@ def floor_summary(records: list[dict[str, Any]], measured_total_s: float) -> dic
     """The article's minimum-time calculation for this variant on this device."""
     first = records[0]
     peak = first["peak"]
-    floor_s = first["total_flops"] / (peak["used_tflops"] * 1e12)
+    floor_s = floor_seconds(first["total_flops"], peak["used_tflops"])
     return {
         "flops_per_image": first["flops_per_image"],
         "total_flops": first["total_flops"],
@@ -163,7 +258,7 @@ def floor_summary(records: list[dict[str, Any]], measured_total_s: float) -> dic
 
 
 def where_saving_came_from(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
-    """Per category, how the profiled epoch's seconds moved; the biggest decrease names it."""
+    """Per category, how the profiled steps' seconds moved; the biggest decrease names it."""
     if "profile" not in before or "profile" not in after:
         return None
     deltas = {
@@ -180,57 +275,111 @@ def where_saving_came_from(before: dict[str, Any], after: dict[str, Any]) -> dic
     }
 
 
+# ----------------------------------------------------------------------------- the whole job
+
+
+def _power(comparisons: list[Ratio], rounds: int) -> dict[str, Any]:
+    """The job's paired noise (pooled over every comparison) and the smallest saving it
+    detects with 80% power at its number of rounds."""
+    log_sd, dof = pooled_log_sd(comparisons)
+    mde = minimum_detectable_pct(log_sd, rounds) if log_sd is not None else None
+    return {
+        "paired_sd_pct": None if log_sd is None else 100.0 * log_sd,
+        "degrees_of_freedom": dof,
+        "rounds": rounds,
+        "min_detectable_pct": mde,
+        "power": 0.8,
+        "test": "paired t on per-round log time ratios, two-sided 5%",
+    }
+
+
+def _control(variants: dict[str, dict[str, Any]], baseline_s: float) -> dict[str, Any] | None:
+    control = next((v for v in variants.values() if v["role"] == CONTROL), None)
+    baseline = next((v for v in variants.values() if v["role"] == BASELINE), None)
+    if control is None or baseline is None:
+        return None
+    ratio = paired(baseline, control)
+    return {"variant": control["name"], **comparison(ratio, baseline_s), "_ratio": ratio}
+
+
+def _sessions(sessions: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "count": len(sessions),
+        "wall_s": sum(s.get("wall_s", 0.0) for s in sessions),
+        "finished": bool(sessions) and sessions[-1].get("finished", False),
+    }
+
+
 def build_summary(
-    records: list[dict[str, Any]], profiles: list[dict[str, Any]] | None = None
+    records: list[dict[str, Any]],
+    profiles: list[dict[str, Any]] | None = None,
+    sessions: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     timed = [r for r in records if not r["warmup"]]
     by_variant: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in timed:
         by_variant[record["variant"]].append(record)
-    # Variants in cumulative order: fewest steps first.
-    names = sorted(by_variant, key=lambda n: len(by_variant[n][0]["steps"]))
-    variants = [summarise_variant(name, by_variant[name]) for name in names]
+    summaries = {name: summarise_variant(name, runs) for name, runs in by_variant.items()}
+    chain = sorted(
+        (v for v in summaries.values() if v["role"] in (BASELINE, STEP)),
+        key=lambda v: len(v["steps"]),
+    )
+    others = [v for v in summaries.values() if v["role"] in (CONTROL, LEAVE_ONE_OUT)]
     profile_by_variant = {p["variant"]: p for p in profiles or []}
-    for variant in variants:
-        runs = by_variant[variant["name"]]
-        variant["floor"] = floor_summary(runs, variant["timing"]["total_s"]["median"])
+    for variant in chain + others:
+        variant["floor"] = floor_summary(
+            by_variant[variant["name"]], variant["timing"]["total_s"]["median"]
+        )
         if variant["name"] in profile_by_variant:
             variant["profile"] = profile_summary(profile_by_variant[variant["name"]])
-    steps = [summarise_step(a, b) for a, b in zip(variants, variants[1:], strict=False)]
-    for step, (before, after) in zip(steps, zip(variants, variants[1:], strict=False), strict=True):
+    baseline_s = chain[0]["timing"]["total_s"]["median"] if chain else 0.0
+    ratios, steps, time_s = [], [], baseline_s
+    for before, after in zip(chain, chain[1:], strict=False):
+        ratio = paired(before, after)
+        ratios.append(ratio)
+        step = summarise_step(before, after, ratio, time_s)
         step["where"] = where_saving_came_from(before, after)
-    baseline = variants[0]["timing"]["total_s"]["median"] if variants else None
-    final = variants[-1]["timing"]["total_s"]["median"] if variants else None
-    meta_keys = (
-        "preset",
-        "device_name",
-        "cpu_model",
-        "cpu_cores",
-        "torch_version",
-        "python_version",
-        "lab_version",
-        "git_revision",
-        "code_hash",
-        "date",
-        "command",
-    )
+        steps.append(step)
+        time_s = step["time_s"]
+    for variant, estimate in zip(chain, [baseline_s, *(s["time_s"] for s in steps)], strict=True):
+        variant["paired_time_s"] = estimate
+    control = _control(summaries, baseline_s)
+    has_leave_one_out = any(v["role"] == LEAVE_ONE_OUT for v in others)
+    if has_leave_one_out:
+        leave_one_out(steps, chain, summaries, time_s)
+    rounds = max((len(v["rounds"]) for v in chain), default=0)
+    comparisons = ratios + ([control.pop("_ratio")] if control else [])
     return {
         "schema_version": SUMMARY_SCHEMA_VERSION,
-        "meta": {key: timed[0].get(key) for key in meta_keys} if timed else {},
+        "meta": {key: timed[0].get(key) for key in META_KEYS} if timed else {},
         "first_run_date": min((r["date"] for r in timed), default=None),
         "last_run_date": max((r["date"] for r in timed), default=None),
         "warmup_runs": len(records) - len(timed),
-        "variants": variants,
+        "rounds": rounds,
+        "sessions": _sessions(sessions or []),
+        "variants": chain + others,
+        "control": control,
+        "power": _power(comparisons, rounds),
         "steps": steps,
+        "leave_one_out": has_leave_one_out,
         "total": {
-            "baseline_s": baseline,
-            "final_s": final,
-            "saved_s": (baseline - final) if variants else None,
+            "baseline_s": baseline_s,
+            "final_s": time_s,
+            "final_median_s": chain[-1]["timing"]["total_s"]["median"] if chain else None,
+            "saved_s": baseline_s - time_s,
+            "saved_pct": 100.0 * (1 - time_s / baseline_s) if baseline_s else None,
             "sum_of_step_savings_s": sum(s["saved_s"]["median"] for s in steps),
-            "one_off_preprocessing_s": variants[-1]["timing"]["preprocess_s"]["median"]
-            if variants
+            "one_off_preprocessing_s": chain[-1]["timing"]["preprocess_s"]["median"]
+            if chain
             else None,
         },
-        "article_times_s": {str(k): v for k, v in ARTICLE_TIMES_S.items()},
+        "article": {
+            "device": article.DEVICE,
+            "times_s": {str(k): v for k, v in article.TIMES_S.items()},
+        },
         "profiled": bool(profile_by_variant),
     }
+
+
+def is_significant(comparison_: dict[str, Any]) -> bool:
+    return comparison_["saved_pct"]["verdict"] == SIGNIFICANT

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from lab.profiling import tb_run_name
+from lab.outputs import TENSORBOARD, WATERFALL, tb_run_name
 from lab.stats import median
 
 SCALARS = {
@@ -36,7 +36,7 @@ def write_tensorboard_logs(out: Path, summary: dict[str, Any], records: list[dic
     timed = [r for r in records if not r["warmup"]]
     for index, variant in enumerate(summary["variants"]):
         runs = [r["measurements"]["epochs"] for r in timed if r["variant"] == variant["name"]]
-        writer = _fresh_writer(out / "tb" / tb_run_name(index, variant["name"]))
+        writer = _fresh_writer(out / TENSORBOARD / tb_run_name(index, variant["name"]))
         for epoch_index in range(min(len(epochs) for epochs in runs)):
             for tag, read in SCALARS.items():
                 value = median([read(epochs[epoch_index]) for epochs in runs])
@@ -44,7 +44,7 @@ def write_tensorboard_logs(out: Path, summary: dict[str, Any], records: list[dic
         writer.close()
     import matplotlib.image
 
-    picture = matplotlib.image.imread(out / "waterfall.png")[:, :, :3]
-    writer = _fresh_writer(out / "tb" / "waterfall")
+    picture = matplotlib.image.imread(out / f"{WATERFALL}.png")[:, :, :3]
+    writer = _fresh_writer(out / TENSORBOARD / WATERFALL)
     writer.add_image("waterfall", (picture * 255).astype(np.uint8), dataformats="HWC")
     writer.close()

@@ -8,6 +8,7 @@ asynchronously and an unsynchronised clock would time only their launch.
 
 from __future__ import annotations
 
+import gc
 import random
 import resource
 import time
@@ -296,6 +297,9 @@ def run_training(
         preprocess_s=trainer.pipeline.preprocess_s,
         setup_s=trainer.setup_s,
     )
+    # Garbage left by the previous run (another variant's network, loaders, arrays) would
+    # otherwise be collected inside this run's timed region, charging one variant for another.
+    gc.collect()
     cpu_main_start, cpu_children_start = _cpu_seconds()
     for epoch_index in range(config.epochs):
         train_s, train_wait, loss = trainer.train_epoch(epoch_index)

@@ -1,5 +1,7 @@
-"""The waterfall chart: baseline time, one floating bar per step's saving, the final time;
-the article's V100 waterfall beside it, scaled to the same baseline."""
+"""The charts: the waterfall (baseline time, one floating bar per step's paired saving with its
+interval, the final time; the article's V100 waterfall beside it, scaled to the same baseline)
+and, with `--leave-one-out`, each step's saving in the cumulative order beside its saving when
+added last."""
 
 from __future__ import annotations
 
@@ -12,13 +14,10 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from lab import article as the_article  # noqa: E402
+from lab import outputs  # noqa: E402
+
 SAVING, SLOWDOWN, TOTAL, ONE_OFF = "#2a9d8f", "#e76f51", "#264653", "#b8b8b8"
-ARTICLE_LABELS = {
-    1: "BN dedupe\n+ smooth LR",
-    2: "preprocess\n+ 1 worker",
-    3: "bulk RNG",
-    4: "main-thread\naug",
-}
 
 
 def _bars(
@@ -61,10 +60,11 @@ def _caption(summary: dict[str, Any]) -> str:
 
 def draw_waterfall(summary: dict[str, Any], out: Path) -> list[Path]:
     """Write waterfall.png and waterfall.svg into `out`; return their paths."""
-    variants, steps = summary["variants"], summary["steps"]
+    variants = [v for v in summary["variants"] if v["role"] in ("baseline", "step")]
+    steps = summary["steps"]
     baseline = summary["total"]["baseline_s"]
     fig, (ours, article) = plt.subplots(1, 2, figsize=(13, 5), width_ratios=[len(steps) + 3, 6])
-    times = [v["timing"]["total_s"]["median"] for v in variants]
+    times = [v["paired_time_s"] for v in variants]
     labels = ["baseline", *[s["name"] for s in steps], "final"]
     starts = [baseline, *times[:-1], times[-1]]
     ends = [baseline, *times[1:], times[-1]]
@@ -84,7 +84,7 @@ def draw_waterfall(summary: dict[str, Any], out: Path) -> list[Path]:
         ours.set_xticks(
             range(x + 1), [*labels, "one-off\npreprocessing"], rotation=35, ha="right", fontsize=7
         )
-    floor = summary["variants"][-1].get("floor")
+    floor = variants[-1].get("floor")
     if floor:
         ours.axhline(floor["floor_s"], color="black", linestyle=":", linewidth=1)
         ours.text(
@@ -99,24 +99,25 @@ def draw_waterfall(summary: dict[str, Any], out: Path) -> list[Path]:
     meta = summary["meta"]
     ours.set_title(
         f"This machine: {meta.get('device_name', '?')}\n"
-        f"preset {meta.get('preset')}, median of {variants[0]['runs']} runs, "
-        "95% bootstrap CI",
+        f"preset {meta.get('preset')}, {summary['rounds']} rounds, paired savings "
+        "with 95% t intervals",
         fontsize=9,
     )
     ours.set_ylabel("seconds (training + per-epoch evaluation)")
-    article_times = [summary["article_times_s"][str(k)] for k in range(5)]
+    article_times = [summary["article"]["times_s"][str(k)] for k in range(5)]
     scale = baseline / article_times[0]
     scaled = [t * scale for t in article_times]
     _bars(
         article,
-        ["baseline", *ARTICLE_LABELS.values(), "final"],
+        ["baseline", *the_article.STEP_LABELS.values(), "final"],
         [scaled[0], *scaled[:-1], scaled[-1]],
         [scaled[0], *scaled[1:], scaled[-1]],
         [None] * 6,
         baseline,
     )
     article.set_title(
-        f"The article on a V100 ({article_times[0]:.0f} s -> {article_times[-1]:.0f} s),"
+        f"The article on a {summary['article']['device']} "
+        f"({article_times[0]:.0f} s -> {article_times[-1]:.0f} s),"
         "\nscaled to this baseline",
         fontsize=9,
     )
@@ -127,8 +128,50 @@ def draw_waterfall(summary: dict[str, Any], out: Path) -> list[Path]:
     if caption:
         fig.text(0.01, 0.01, textwrap.fill(caption, 200), fontsize=7, va="bottom")
     fig.tight_layout(rect=(0, 0.06 if caption else 0, 1, 1))
-    paths = [out / "waterfall.png", out / "waterfall.svg"]
+    return _save(fig, out, outputs.WATERFALL)
+
+
+def _save(fig: Any, out: Path, stem: str) -> list[Path]:
+    paths = [out / f"{stem}.{extension}" for extension in outputs.CHART_FORMATS]
     for path in paths:
         fig.savefig(path, dpi=120)
     plt.close(fig)
     return paths
+
+
+def draw_leave_one_out(summary: dict[str, Any], out: Path) -> list[Path]:
+    """Per step: the saving in the cumulative order and when added last, in percent, with
+    their 95% intervals; the gap between the two bars is the interaction."""
+    steps = [s for s in summary["steps"] if "leave_one_out" in s]
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(steps) + 1.5))
+    for row, step in enumerate(steps):
+        for offset, (label, value, color) in enumerate(
+            [
+                ("in the cumulative order", step["saved_pct"], SAVING),
+                ("added last (leave-one-out)", step["leave_one_out"]["saved_pct"], TOTAL),
+            ]
+        ):
+            y = row + (offset - 0.5) * 0.35
+            ax.barh(y, value["median"], height=0.33, color=color, label=label if row == 0 else None)
+            if value["ci95"]:
+                low, high = value["ci95"]
+                ax.errorbar(
+                    value["median"],
+                    y,
+                    xerr=[[value["median"] - low], [high - value["median"]]],
+                    color="black",
+                    capsize=3,
+                    linewidth=1,
+                )
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(steps)), [s["name"] for s in steps], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("saving, % of the variant before the step (95% interval)")
+    ax.set_title(
+        "Order matters: each step's saving in the cumulative order and when added last",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, out, outputs.LEAVE_ONE_OUT)

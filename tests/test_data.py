@@ -16,6 +16,7 @@ from lab.data import (
     balanced_subset,
     detect_format,
     download_cifar,
+    find_or_fetch_data,
     load_cifar,
     source_fingerprint,
 )
@@ -110,12 +111,17 @@ def test_python_version_reads_the_same_pixels(python_version, tmp_path):
     assert np.array_equal(np.concatenate([data.train_labels, data.test_labels]), labels)
 
 
-def test_download_verifies_md5_and_extracts(python_version, tmp_path):
-    folder, images, _ = python_version
+def _official_layout_archive(folder: Path, tmp_path: Path) -> tuple[Path, str]:
+    """A local archive laid out like the official one, and its MD5."""
     archive = tmp_path / "cifar-10-python.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder, arcname="cifar-10-batches-py")
-    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    return archive, hashlib.md5(archive.read_bytes()).hexdigest()
+
+
+def test_download_verifies_md5_and_extracts(python_version, tmp_path):
+    folder, images, _ = python_version
+    archive, md5 = _official_layout_archive(folder, tmp_path)
     cache = tmp_path / "dl-cache"
     target = download_cifar(cache, url=archive.as_uri(), md5=md5)
     assert target == cache / "cifar-10-batches-py"
@@ -123,6 +129,29 @@ def test_download_verifies_md5_and_extracts(python_version, tmp_path):
     with pytest.raises(LabError, match="MD5"):
         download_cifar(tmp_path / "other", url=archive.as_uri(), md5="0" * 32)
     assert not (tmp_path / "other" / "cifar-10-batches-py").exists()
+
+
+def test_a_newcomer_without_data_gets_the_archive_downloaded(python_version, tmp_path, monkeypatch):
+    """No --data, no $LAB_DATA, nothing at the default places: the archive is fetched into the
+    cache with its MD5 checked, and the user is told (a local file:// archive, no internet)."""
+    folder, _, _ = python_version
+    archive, md5 = _official_layout_archive(folder, tmp_path)
+    cache = tmp_path / "newcomer-cache"
+    monkeypatch.delenv("LAB_DATA", raising=False)
+    monkeypatch.setenv("LAB_CACHE", str(cache))
+    monkeypatch.setattr(
+        "lab.data.default_data_candidates", lambda: [tmp_path / "nowhere", cache / "missing"]
+    )
+    said = []
+    path = find_or_fetch_data(None, url=archive.as_uri(), md5=md5, say=said.append)
+    assert path == cache / "cifar-10-batches-py"
+    assert len(said) == 1 and "no CIFAR-10 found" in said[0] and "downloading" in said[0]
+    assert len(load_cifar(path, cache_dir=cache, progress=False).train_labels) == 100
+    # A named folder is never replaced by a download, even a missing one.
+    assert find_or_fetch_data(str(tmp_path / "named"), say=said.append) == tmp_path / "named"
+    monkeypatch.setenv("LAB_CACHE", str(tmp_path / "second-newcomer"))
+    with pytest.raises(LabError, match="no CIFAR-10 found .* MD5"):
+        find_or_fetch_data(None, url=archive.as_uri(), md5="0" * 32, say=said.append)
 
 
 # ----------------------------------------------------------------------------- bad input

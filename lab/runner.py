@@ -1,0 +1,245 @@
+"""Executing a `Job`: the timed rounds, then the profiled passes, each result appended to the
+output folder the moment it exists, so an interrupted job loses at most the run in flight and
+`--resume` finishes only what is missing."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lab import outputs
+from lab.config import Config
+from lab.data import Cifar, load_cifar, source_key, subset
+from lab.errors import LabError
+from lab.floor import measure_peak_tflops, training_dtype, vendor_peak_tflops
+from lab.job import Job, Slot
+from lab.outputs import tb_run_name
+from lab.plan import plan_entry
+from lab.profiling import profile_in_subprocess
+from lab.records import append_record, device_name, metadata, read_records, run_record
+from lab.registry import BASELINE, STEP, Variant
+from lab.trainer import EpochStats, resolve_precision, run_training
+
+
+class Progress:
+    """One bar over every epoch of the job, so its ETA covers the whole job."""
+
+    def __init__(self, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=0, unit="epoch", disable=not enabled, dynamic_ncols=True, file=sys.stderr
+        )
+
+    def add_total(self, epochs: int) -> None:
+        self.bar.total = (self.bar.total or 0) + epochs
+        self.bar.refresh()
+
+    def start_run(self, label: str) -> None:
+        self.bar.set_description(label)
+
+    def epoch_done(self, stats: EpochStats, epochs: int) -> None:
+        self.bar.set_postfix_str(
+            f"epoch {stats.epoch}/{epochs} loss {stats.train_loss:.3f} "
+            f"acc {stats.test_accuracy:.1%} {stats.images_per_s:.0f} img/s",
+            refresh=False,
+        )
+        self.bar.update(1)
+
+    def write(self, line: str) -> None:
+        self.bar.write(line, file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def load_job_data(job: Job, progress: bool) -> Cifar:
+    """The job's data, refused when the files changed since the job was planned."""
+    assert job.data is not None, "a job that trains has a data source"
+    path = Path(job.data.path)
+    if not path.exists():
+        raise LabError(f"{path}: the job's data is gone (it was planned on this folder)")
+    _, fingerprint = source_key(path)
+    if fingerprint != job.data.fingerprint:
+        raise LabError(
+            f"{path}: the job's data changed since it started (files added, removed or "
+            "modified); start a new job instead of mixing runs"
+        )
+    return load_cifar(path, progress=progress)
+
+
+class SubsetCache:
+    """Each distinct subset of the decoded data is built once per process."""
+
+    def __init__(self, data: Cifar) -> None:
+        self.data: Cifar = data
+        self.subsets: dict[tuple, Cifar] = {}
+
+    def __call__(self, config: Config) -> Cifar:
+        key = (config.train_images, config.test_images, config.subset_seed)
+        if key not in self.subsets:
+            self.subsets[key] = subset(self.data, *key)
+        return self.subsets[key]
+
+
+def measure_peak(job: Job, device: torch.device) -> dict[str, Any]:
+    """The device's peak for the floor: measured matmul throughput in the training dtype, the
+    vendor's figure for known GPUs, and which one the floor uses (`--peak-tflops` wins)."""
+    dtype = training_dtype(device, resolve_precision(job.base_config(), device))
+    measured = measure_peak_tflops(device, dtype)
+    vendor = vendor_peak_tflops(device_name(device))
+    if job.peak_tflops:
+        used, source = job.peak_tflops, "--peak-tflops"
+    elif vendor:
+        used, source = vendor, "vendor"
+    else:
+        used, source = measured, "measured"
+    return {
+        "measured_tflops": measured,
+        "vendor_tflops": vendor,
+        "override_tflops": job.peak_tflops,
+        "used_tflops": used,
+        "source": source,
+        "dtype": str(dtype).removeprefix("torch."),
+    }
+
+
+def done_runs(out: Path) -> set[tuple[str, int]]:
+    """(variant, round) of every run already recorded, the warm-up as round -1."""
+    path = out / outputs.RESULTS
+    return {(r["variant"], r["round"]) for r in read_records(path)} if path.exists() else set()
+
+
+def _label(slot: Slot, job: Job) -> str:
+    when = "warm-up" if slot.warmup else f"round {slot.round + 1}/{job.rounds}"
+    return f"{slot.variant.name} {when}"
+
+
+def _record(job: Job, slot: Slot, seed: int, data: Cifar, m: dict, peak: dict) -> dict:
+    variant = slot.variant
+    return run_record(
+        job=job.to_dict(),
+        slot={"round": slot.round, "position": slot.position, "seed": seed},
+        variant={
+            "name": variant.name,
+            "role": variant.role,
+            "steps": variant.steps,
+            "config": variant.config.to_dict(),
+        },
+        plan=plan_entry(variant),
+        data={
+            "source": data.source,
+            "fingerprint": data.fingerprint,
+            "train_images": len(data.train_labels),
+            "test_images": len(data.test_labels),
+            "classes": list(data.classes),
+        },
+        measurements=m,
+        peak=peak,
+        meta=metadata(torch.device(job.device)),
+    )
+
+
+def run_timed(job: Job, out: Path, subsets: SubsetCache, progress: Progress, peak: dict) -> int:
+    """Every scheduled run not yet recorded, in the schedule's order; returns how many ran."""
+    done = done_runs(out)
+    todo = [s for s in job.schedule() if (s.variant.name, s.round) not in done]
+    if all(slot.warmup for slot in todo):
+        todo = []  # only a warm-up left: nothing to measure
+    progress.add_total(sum(slot.variant.config.epochs for slot in todo))
+    device = torch.device(job.device)
+    for slot in todo:
+        data = subsets(slot.variant.config)
+        seed = job.seed + max(slot.round, 0)
+        label = _label(slot, job)
+        progress.start_run(label)
+        config = slot.variant.config
+        result = run_training(config, data, device, seed, on_epoch=progress.epoch_done)
+        m = result.to_dict(config.target_accuracy)
+        append_record(out / outputs.RESULTS, _record(job, slot, seed, data, m, peak))
+        progress.write(
+            f"{label}: {m['total_s']:.2f} s (train {m['train_s']:.2f} s, "
+            f"eval {m['eval_s']:.2f} s), test accuracy {m['final_test_accuracy']:.2%}"
+        )
+    return len(todo)
+
+
+def profiled_variants(out: Path) -> set[str]:
+    path = out / outputs.PROFILE
+    return {r["variant"] for r in read_records(path)} if path.exists() else set()
+
+
+def profile_targets(job: Job) -> list[Variant]:
+    """The cumulative chain: the control and leave-one-out variants repeat its configs."""
+    return [v for v in job.variants() if v.role in (BASELINE, STEP)]
+
+
+def run_profiles(job: Job, out: Path, subsets: SubsetCache, progress: Progress) -> int:
+    """One profiled pass per cumulative variant not yet profiled, appended to profile.jsonl."""
+    device = torch.device(job.device)
+    done = profiled_variants(out)
+    todo = [(i, v) for i, v in enumerate(profile_targets(job)) if v.name not in done]
+    for index, variant in todo:
+        progress.start_run(f"{variant.name} profiled pass")
+        run_name = tb_run_name(index, variant.name)
+        result = profile_in_subprocess(
+            variant,
+            subsets(variant.config),
+            device,
+            job.seed,
+            out / outputs.TENSORBOARD / run_name,
+            with_stack=job.with_stack,
+        )
+        append_record(
+            out / outputs.PROFILE,
+            {
+                **metadata(device),
+                "preset": job.preset,
+                "variant": variant.name,
+                "role": variant.role,
+                "steps": list(variant.steps),
+                "tb_run": run_name,
+                "config": variant.config.to_dict(),
+                **result,
+            },
+        )
+        shares = result["breakdown"]["shares"]
+        progress.write(
+            f"{variant.name} profiled: data {shares['data']:.0%}, compute "
+            f"{shares['compute']:.0%}, other {shares['other']:.0%} of step time "
+            f"(trace in {out / outputs.TENSORBOARD / run_name})"
+        )
+    return len(todo)
+
+
+def run(job: Job, out: Path, data: Cifar, progress_enabled: bool, started: float) -> int:
+    """Timed rounds, then the profiled passes; a session record (wall time, what ran, whether
+    it finished) is appended however the session ends. Returns the timed runs made."""
+    device = torch.device(job.device)
+    progress = Progress(progress_enabled)
+    session: dict[str, Any] = {
+        **metadata(device),
+        "source": data.source,
+        "decode_s": data.decode_s,
+        "load_s": data.load_s,
+        "cache_hit": data.cache_hit,
+        "timed_runs": 0,
+        "profiled_passes": 0,
+        "finished": False,
+    }
+    try:
+        peak = measure_peak(job, device)
+        subsets = SubsetCache(data)
+        session["timed_runs"] = run_timed(job, out, subsets, progress, peak)
+        if job.profile:
+            session["profiled_passes"] = run_profiles(job, out, subsets, progress)
+        session["finished"] = True
+    finally:
+        progress.close()
+        session["wall_s"] = time.perf_counter() - started
+        append_record(out / outputs.SESSIONS, session)
+    return session["timed_runs"]

@@ -1,0 +1,138 @@
+"""Order-independent attribution (`--leave-one-out`) and `python -m lab.compare`, on a real
+smoke-scale job, plus result sets derived from it where a known difference is needed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lab.registry import CONTROL_NAME
+from tests.conftest import assert_one_line_error, read_jsonl, run_lab
+
+STEPS = ["single_worker", "main_thread_aug"]
+ROUNDS = 3
+
+
+@pytest.fixture(scope="module")
+def loo_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("loo") / "out"
+    result = run_lab(
+        "--steps",
+        ",".join(STEPS),
+        "--leave-one-out",
+        "--preset",
+        "smoke",
+        "--rounds",
+        str(ROUNDS),
+        "--no-profile",
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_leave_one_out_runs_every_step_but_one_in_every_round(loo_out):
+    timed = [r for r in read_jsonl(loo_out / "results.jsonl") if not r["warmup"]]
+    names = ["baseline", "+single_worker", "+main_thread_aug", CONTROL_NAME, "-single_worker"]
+    for round_index in range(ROUNDS):
+        assert sorted(r["variant"] for r in timed if r["round"] == round_index) == sorted(names)
+    without = next(r for r in timed if r["variant"] == "-single_worker")
+    assert without["role"] == "leave_one_out" and without["steps"] == ["main_thread_aug"]
+    assert without["config"]["train_workers"] == 0
+
+
+def test_leave_one_out_savings_and_interactions(loo_out):
+    summary = json.loads((loo_out / "summary.json").read_text())
+    assert summary["leave_one_out"]
+    first, last = summary["steps"]
+    assert first["leave_one_out"]["variant"] == "-single_worker"
+    # The last step added last is the cumulative comparison itself: no interaction.
+    assert last["leave_one_out"]["variant"] == "+single_worker"
+    assert last["leave_one_out"]["saved_pct"] == last["saved_pct"]
+    assert last["interaction"]["pct_points"] == pytest.approx(0.0, abs=1e-9)
+    for step in (first, last):
+        loo = step["leave_one_out"]
+        assert set(loo["saved_pct"]) == set(loo["saved_s"]) == {"median", "ci95", "verdict"}
+        assert step["interaction"]["pct_points"] == pytest.approx(
+            step["saved_pct"]["median"] - loo["saved_pct"]["median"]
+        )
+        assert step["name"] in step["interaction"]["reading"]
+    # Seconds of adding a step last: the all-but-it variant's paired time minus the final's.
+    final_s = summary["total"]["final_s"]
+    ratio = first["leave_one_out"]["ratio"]
+    assert first["leave_one_out"]["saved_s"]["median"] == pytest.approx(final_s / ratio - final_s)
+    report = (loo_out / "report.md").read_text()
+    assert "## Order-independent attribution (leave-one-out)" in report
+    assert "![leave-one-out](leave-one-out.png)" in report
+    assert (loo_out / "leave-one-out.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _derived(loo_out, tmp_path, name, change):
+    """A copy of the job's records with `change(record)` applied to each."""
+    out = tmp_path / name
+    out.mkdir()
+    records = [change(r) for r in read_jsonl(loo_out / "results.jsonl")]
+    lines = [json.dumps(r) for r in records if r is not None]
+    (out / "results.jsonl").write_text("\n".join(lines) + "\n")
+    return out
+
+
+def test_compare_a_job_with_itself_finds_no_difference(loo_out):
+    result = run_lab(str(loo_out), str(loo_out), "--json", module="lab.compare")
+    assert result.returncode == 0, result.stderr
+    comparison = json.loads(result.stdout)
+    assert [row["variant"] for row in comparison["variants"]][:3] == [
+        "baseline",
+        "+single_worker",
+        "+main_thread_aug",
+    ]
+    for row in comparison["variants"]:
+        assert row["b_over_a"]["ratio"] == pytest.approx(1.0)
+        assert row["b_over_a"]["verdict"] == "not significant"
+    for row in comparison["steps"]:
+        assert row["difference_pct_points"] == pytest.approx(0.0, abs=1e-9)
+        assert row["difference_verdict"] == "not significant"
+    assert "unpaired" in comparison["method"]
+
+
+def test_compare_finds_a_variant_made_30_percent_faster(loo_out, tmp_path):
+    def faster(record):
+        if record["variant"] == "+main_thread_aug":
+            record["measurements"]["total_s"] *= 0.7
+        return record
+
+    faster_out = _derived(loo_out, tmp_path, "faster", faster)
+    result = run_lab(str(loo_out), str(faster_out), "--json", module="lab.compare")
+    assert result.returncode == 0, result.stderr
+    comparison = json.loads(result.stdout)
+    rows = {row["variant"]: row["b_over_a"] for row in comparison["variants"]}
+    assert rows["+main_thread_aug"]["ratio"] == pytest.approx(0.7)
+    assert rows["+main_thread_aug"]["verdict"] == "significant"
+    assert rows["baseline"]["verdict"] == "not significant"
+    step = {row["step"]: row for row in comparison["steps"]}["main_thread_aug"]
+    assert step["difference_verdict"] == "significant"
+    assert step["difference_pct_points"] == pytest.approx(
+        step["saved_pct"][1]["median"] - step["saved_pct"][0]["median"]
+    )
+    text = run_lab(str(loo_out), str(faster_out), module="lab.compare").stdout
+    assert "B/A" in text and "+main_thread_aug" in text and "saved in A" in text
+
+
+def test_compare_rejects_bad_input_with_one_line(loo_out, tmp_path):
+    missing = tmp_path / "missing"
+    assert_one_line_error(
+        run_lab(str(missing), str(loo_out), module="lab.compare"), "no such folder"
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_one_line_error(
+        run_lab(str(loo_out), str(empty), module="lab.compare"), "OUT_B", "no results.jsonl"
+    )
+    shorter = _derived(
+        loo_out, tmp_path, "shorter", lambda r: None if r["variant"] == "+main_thread_aug" else r
+    )
+    assert_one_line_error(
+        run_lab(str(loo_out), str(shorter), module="lab.compare"), "jobs of different steps"
+    )
