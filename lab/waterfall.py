@@ -45,7 +45,8 @@ def _bars(
                 linewidth=1,
             )
         value = end if is_total else start - end
-        text = f"{value:.2f} s" if is_total else f"{-value:+.2f} s\n({-value / baseline:+.1%})"
+        # A step's percentage is of the variant before it, as in the report's table.
+        text = f"{value:.2f} s" if is_total else f"{-value:+.2f} s\n({-value / start:+.1%})"
         ax.text(x, max(start, end) + baseline * 0.01, text, ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=7)
 
