@@ -91,6 +91,7 @@ def summarise_variant(name: str, records: list[dict[str, Any]]) -> dict[str, Any
         "counters_match_plan": plan_match,
         "params": first["params"],
         "flops_per_image": first["flops_per_image"],
+        "config": first["config"],
     }
 
 
@@ -202,17 +203,28 @@ def leave_one_out(
             "pct_points": step["saved_pct"]["median"]
             - step["leave_one_out"]["saved_pct"]["median"],
             "verdict": interaction.verdict,
-            "reading": _interaction_reading(step, chain[index]["name"]),
+            "reading": _interaction_reading(
+                step, chain[index]["name"], same_config=without["config"] == final["config"]
+            ),
         }
 
 
-def _interaction_reading(step: dict[str, Any], before_name: str) -> str:
+def _interaction_reading(step: dict[str, Any], before_name: str, same_config: bool) -> str:
+    name = step["name"]
     cumulative = step["saved_pct"]["median"]
     last = step["leave_one_out"]["saved_pct"]["median"]
-    return (
-        f"{step['name']} saves {cumulative:.1f}% right after {before_name} but {last:.1f}% "
-        "when added last, to every other step"
+    if step["leave_one_out"]["variant"] == before_name:
+        return f"{name} is the last step: added last is its cumulative saving, {cumulative:.1f}%"
+    reading = (
+        f"{name} saves {cumulative:.1f}% right after {before_name} but {last:.1f}% when added "
+        "last, to every other step"
     )
+    if same_config:
+        reading += (
+            f"; with every other step in, {name} changes nothing (the two variants run the "
+            "same configuration: a later step overrides it)"
+        )
+    return reading
 
 
 # ----------------------------------------------------------------------------- profiles, floor

@@ -172,7 +172,7 @@ def draw_leave_one_out(summary: dict[str, Any], out: Path) -> list[Path]:
         "Order matters: each step's saving in the cumulative order and when added last",
         fontsize=9,
     )
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return _save(fig, out, outputs.LEAVE_ONE_OUT)

@@ -59,6 +59,10 @@ def test_leave_one_out_savings_and_interactions(loo_out):
             step["saved_pct"]["median"] - loo["saved_pct"]["median"]
         )
         assert step["name"] in step["interaction"]["reading"]
+    # Without single_worker, main_thread_aug alone sets the workers to 0: the same configuration
+    # as all steps, so single_worker added last changes nothing, and the reading says why.
+    assert "changes nothing" in first["interaction"]["reading"]
+    assert "is the last step" in last["interaction"]["reading"]
     # Seconds of adding a step last: the all-but-it variant's paired time minus the final's.
     final_s = summary["total"]["final_s"]
     ratio = first["leave_one_out"]["ratio"]
