@@ -251,13 +251,14 @@ def resumed_job(args: argparse.Namespace, out: Path) -> Job:
 
 
 def data_source(args: argparse.Namespace) -> DataSource:
-    from lab.data import find_or_fetch_data, source_key
+    from lab.data import OFFICIAL_URL, find_or_fetch_data, source_key
 
-    say = lambda line: print(line, file=sys.stderr)  # noqa: E731
-    if args.download_url:
-        path = find_or_fetch_data(args.data, args.download, url=args.download_url, say=say)
-    else:
-        path = find_or_fetch_data(args.data, args.download, say=say)
+    path = find_or_fetch_data(
+        args.data,
+        args.download,
+        url=args.download_url or OFFICIAL_URL,
+        say=lambda line: print(line, file=sys.stderr),
+    )
     return DataSource(*source_key(path))
 
 

@@ -23,7 +23,6 @@ from lab.counters import COUNTERS, counter_values
 from lab.floor import floor_seconds
 from lab.registry import BASELINE, CONTROL, LEAVE_ONE_OUT, STEP, all_steps
 from lab.stats import (
-    SIGNIFICANT,
     Ratio,
     median,
     minimum_detectable_pct,
@@ -305,13 +304,13 @@ def _power(comparisons: list[Ratio], rounds: int) -> dict[str, Any]:
     }
 
 
-def _control(variants: dict[str, dict[str, Any]], baseline_s: float) -> dict[str, Any] | None:
+def _control_ratio(variants: dict[str, dict[str, Any]]) -> tuple[str, Ratio] | None:
+    """The control's name and its paired ratio to the baseline (None without a control)."""
     control = next((v for v in variants.values() if v["role"] == CONTROL), None)
     baseline = next((v for v in variants.values() if v["role"] == BASELINE), None)
     if control is None or baseline is None:
         return None
-    ratio = paired(baseline, control)
-    return {"variant": control["name"], **comparison(ratio, baseline_s), "_ratio": ratio}
+    return control["name"], paired(baseline, control)
 
 
 def _sessions(sessions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -355,12 +354,13 @@ def build_summary(
         time_s = step["time_s"]
     for variant, estimate in zip(chain, [baseline_s, *(s["time_s"] for s in steps)], strict=True):
         variant["paired_time_s"] = estimate
-    control = _control(summaries, baseline_s)
+    found = _control_ratio(summaries)
+    control = None if found is None else {"variant": found[0], **comparison(found[1], baseline_s)}
     has_leave_one_out = any(v["role"] == LEAVE_ONE_OUT for v in others)
     if has_leave_one_out:
         leave_one_out(steps, chain, summaries, time_s)
     rounds = max((len(v["rounds"]) for v in chain), default=0)
-    comparisons = ratios + ([control.pop("_ratio")] if control else [])
+    comparisons = ratios + ([found[1]] if found else [])
     return {
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "meta": {key: timed[0].get(key) for key in META_KEYS} if timed else {},
@@ -391,7 +391,3 @@ def build_summary(
         },
         "profiled": bool(profile_by_variant),
     }
-
-
-def is_significant(comparison_: dict[str, Any]) -> bool:
-    return comparison_["saved_pct"]["verdict"] == SIGNIFICANT
