@@ -3,7 +3,8 @@ rounds, append one record per run to `<out>/results.jsonl`, and write the report
 
 Examples:
   python -m lab.ablate                      # the baseline on the default preset
-  python -m lab.ablate --all                # baseline + every step + a control, in rounds
+  python -m lab.ablate --all                # baseline + Part 1's six steps + a control
+  python -m lab.ablate --series full        # the whole series: twenty steps, Parts 1-8
   python -m lab.ablate --all --leave-one-out
   python -m lab.ablate --steps bn_dedupe,bulk_rng --rounds 12
   python -m lab.ablate --plan --json --all --preset dawnbench
@@ -25,8 +26,10 @@ from lab import outputs
 from lab.config import field_names
 from lab.errors import LabError
 from lab.job import DataSource, Job
-from lab.presets import PRESETS, get_preset
-from lab.registry import all_steps, get_steps
+from lab.pipeline import steps_per_pass
+from lab.plan import subset_sizes
+from lab.presets import PRESETS, default_preset, get_preset
+from lab.registry import SERIES, all_steps, get_steps, series_steps
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     jobs = parser.add_argument_group("what to run")
     jobs.add_argument(
-        "--all", action="store_true", help="run the baseline and every registered step cumulatively"
+        "--all",
+        action="store_true",
+        help="run the baseline and the seed article's six steps cumulatively (= --series part1)",
+    )
+    jobs.add_argument(
+        "--series",
+        choices=sorted(SERIES),
+        help="run the baseline and a named series of steps cumulatively: "
+        + "; ".join(f"{name}: {about}" for name, about in SERIES.items()),
     )
     jobs.add_argument(
         "--steps", metavar="A,B", help="run the baseline and these steps cumulatively, in order"
@@ -70,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument(
         "--preset",
         choices=sorted(PRESETS),
-        help="scale of the job (default: dawnbench with a GPU, cpu without)",
+        help="scale of the job (default: dawnbench with a GPU; without one, cpu, or "
+        "cpu-series for --series full)",
     )
     setup.add_argument(
         "--data",
@@ -170,10 +182,17 @@ def _device(requested: str | None) -> str:
 
 
 def _steps(args: argparse.Namespace) -> tuple[str, ...] | None:
-    if args.all and args.steps:
-        raise LabError("--all and --steps: give one of them")
+    given = [
+        flag
+        for flag, value in (("--all", args.all), ("--series", args.series), ("--steps", args.steps))
+        if value
+    ]
+    if len(given) > 1:
+        raise LabError(f"{' and '.join(given)}: give one of them")
     if args.all:
-        return tuple(s.name for s in all_steps())
+        return tuple(s.name for s in series_steps("part1"))
+    if args.series:
+        return tuple(s.name for s in series_steps(args.series))
     if args.steps:
         names = [n.strip() for n in args.steps.split(",") if n.strip()]
         return tuple(s.name for s in get_steps(names))
@@ -208,7 +227,7 @@ def new_job(args: argparse.Namespace, data: DataSource | None) -> Job:
     """A job from the flags, the preset's defaults filling the rest."""
     given = requested_fields(args)
     device = given.get("device") or _device(None)
-    preset = given.get("preset") or ("dawnbench" if device == "cuda" else "cpu")
+    preset = given.get("preset") or default_preset(device, args.series)
     steps = given.get("steps", ())
     job = Job(
         preset=preset,
@@ -227,6 +246,8 @@ def new_job(args: argparse.Namespace, data: DataSource | None) -> Job:
         data=data,
     )
     job.base_config()  # unknown keys and bad values in --set fail here, before any work
+    for variant in job.variants():  # a step's config that cannot train fails here too
+        steps_per_pass(variant.config, subset_sizes(variant.config)[0])
     return job
 
 
@@ -274,21 +295,31 @@ def print_list(as_json: bool) -> None:
                 "order": s.order,
                 "title": s.title,
                 "changes": s.changes,
+                "part": s.part,
                 "article_step": s.article_step,
+                "article_time_s": s.article.time_s if s.article else None,
                 "article_saved_s": s.article_saved_s,
+                "article_accuracy": s.article.accuracy if s.article else None,
+                "article_rule": s.article.rule if s.article else None,
                 "article_shared_with": s.article_shared_with,
                 "expects": s.expects,
+                "needs_precision": s.needs_precision,
             }
             for s in steps
         ]
         print(json.dumps(rows, indent=2))
         return
     for s in steps:
-        claim = "no claim" if s.article_saved_s is None else f"article: -{s.article_saved_s:g} s"
-        claim += " on a V100" if s.article_saved_s is not None else ""
+        print(f"{s.order:2d}. {s.name:22s} {s.title}\n    {'':22s} {s.changes}")
+        if s.article is None:
+            print(f"    {'':22s} no claim in the article")
+            continue
+        claim = f"Part {s.part}: -{s.article_saved_s:g} s -> {s.article.time_s:g} s on a V100"
+        if s.article.accuracy:
+            claim += f", {s.article.accuracy}"
         if s.article_shared_with:
             claim += f" (shared with {', '.join(s.article_shared_with)})"
-        print(f"{s.order}. {s.name:22s} {s.title}\n   {'':22s} {s.changes}; {claim}")
+        print(f"    {'':22s} {claim}")
 
 
 def print_plan(job: Job, as_json: bool) -> None:
@@ -310,8 +341,10 @@ def print_plan(job: Job, as_json: bool) -> None:
     for e in entries:
         c = e["config"]
         print(
-            f"  {e['name']:22s} width {c['width']}, {e['train_images']} images x {c['epochs']} "
-            f"epochs, {e['params']:,} params, {e['flops_per_image']:.3g} FLOPs/image, "
+            f"  {e['name']:22s} {c['architecture']} width {c['width']}, {e['train_images']} "
+            f"images x {c['epochs']:.4g} epochs at batch {c['batch_size']} "
+            f"({e['train_steps']:,} steps), {e['params']:,} params, "
+            f"{e['flops_per_image']:.3g} FLOPs/image, "
             f"{e['expected_worker_launches']:,} worker launches, "
             f"{e['expected_rng_calls']:,} RNG calls"
         )

@@ -23,8 +23,17 @@ DAWNBENCH_LR_KNOTS: tuple[tuple[float, float], ...] = (
     (35.0, 0.0),
 )
 
+# The article's run length: a scaled preset's `epoch_scale` is its epochs / this.
+ARTICLE_EPOCHS = 35
+
 CHOICES: dict[str, tuple[str, ...]] = {
+    "architecture": ("resnet18", "resnet9"),
+    "pool_order": ("act_then_pool", "pool_then_bn"),
+    "activation": ("relu", "celu"),
+    "bn_precision": ("model", "fp32"),
     "precision": ("auto", "fp32", "fp16", "autocast"),
+    "tta": ("none", "flip"),
+    "data_path": ("loader", "device"),
     "preprocessing": ("per_sample", "cached"),
     "augment_rng": ("per_sample", "bulk"),
 }
@@ -37,20 +46,54 @@ class Config:
     test_images: int | None = None  # images in the test subset (None: all 10,000)
     subset_seed: int = 0  # seed of the class-balanced subset choice (same seed, same images)
     # --- network ---
-    width: int = 64  # channels of the first stage (64 = the original ResNet-18 widths)
-    prep_bn: bool = True  # keep the duplicated BN-ReLU after the prep convolution
+    architecture: str = "resnet18"  # resnet18: the DAWNBench pre-activation ResNet-18;
+    # resnet9: Page's Part 4 network (prep, three conv-pool layers, two residual blocks)
+    width: int = 64  # channels of the first stage (64: the original widths of either network)
+    prep_bn: bool = True  # resnet18: keep the duplicated BN-ReLU after the prep convolution
+    pool_order: str = "act_then_pool"  # resnet9's conv-pool layers: conv-BN-act-pool, or
+    # pool_then_bn: conv-pool-BN-act (BN and activation on a quarter of the pixels)
+    activation: str = "relu"  # relu or celu, everywhere in the network
+    celu_alpha: float = 0.075  # CELU's alpha (dimensionless; only read when activation=celu)
+    logit_scale: float = 1.0  # multiplies the classifier's output (resnet9: 0.125)
+    bn_splits: int = 1  # ghost BatchNorm: each training batch is normalised in this many
+    # interleaved groups (example n in group n mod splits); 1: plain BatchNorm
+    bn_scale_frozen: bool = False  # BatchNorm scales fixed at 1 and not trained
+    bn_precision: str = "model"  # model: BatchNorm in the model's dtype; fp32: BatchNorm
+    # parameters and statistics stay fp32 in an fp16 model (no effect when the model is fp32)
+    whitening: bool = False  # the prep convolution becomes a frozen 3x3 PCA-whitening conv
+    # (27 filters from the training images' patches) followed by a learnable 1x1 conv
+    whitening_eps: float = 1e-2  # added to each eigenvalue before the inverse square root
+    whitening_images: int = 10_000  # first training images whose 3x3 patches give the PCA
     # --- recipe ---
-    epochs: int = 35  # passes over the training subset
+    epochs: float = 35  # passes over the training subset (fractional: the last pass stops
+    # after that fraction of its batches); a test evaluation follows every pass
+    epoch_scale: float = 1.0  # run epochs per article epoch: steps write epoch counts and LR
+    # knots in the article's epochs and multiply them by this (a scaled preset's epochs / 35)
     batch_size: int = 128  # training images per SGD step
     test_batch_size: int = 512  # test images per evaluation batch
-    lr_knots: tuple[tuple[float, float], ...] = DAWNBENCH_LR_KNOTS  # (epoch, learning rate)
+    lr_knots: tuple[tuple[float, float], ...] = DAWNBENCH_LR_KNOTS  # (epoch, learning rate),
+    # held at the last value after the last knot; the rate of a mean-over-the-batch loss
     momentum: float = 0.9  # SGD momentum (Nesterov when `nesterov`)
     nesterov: bool = True  # Nesterov momentum, as the original
     weight_decay: float = 5e-4  # L2 on every parameter, BatchNorm and biases included
+    bias_lr_scale: float = 1.0  # learning-rate multiplier of parameters named "bias" (in
+    # the ResNet-9, the BatchNorm shifts only: its convolutions and classifier have no bias)
+    bias_wd_scale: float = 1.0  # weight-decay multiplier of the same parameters
+    label_smoothing: float = 0.0  # loss = (1 - a) CE + a mean_k(-log softmax_k); 0: plain CE
+    ema_rho: float = 0.0  # weight EMA: ema <- rho ema + (1 - rho) weights; evaluation uses
+    # the EMA copy; 0: no EMA
+    ema_every: int = 5  # optimiser steps between EMA updates (the count restarts each epoch)
+    tta: str = "none"  # flip: evaluation averages the logits of each image and its mirror
     precision: str = "auto"  # auto: fp16 (`.half()`) on CUDA, fp32 on CPU; or fp32/fp16/autocast
     cudnn_benchmark: bool = True  # let cuDNN pick kernels by timing them (CUDA only)
     target_accuracy: float = 0.94  # test accuracy the run is judged against (fraction)
     # --- data pipeline ---
+    data_path: str = "loader"  # loader: a DataLoader over samples; device: the whole set as
+    # one tensor on the training device, augmented in groups once per epoch, no DataLoader
+    cutout: int = 0  # side in pixels of a square set to 0 inside each training image (0: none)
+    augment_max_options: int = 200  # device path: at most this many distinct choices of
+    # each transform per epoch (one per contiguous group of a shuffled set)
+    drop_last: bool = False  # drop the last, smaller training batch of each epoch
     train_workers: int = 16  # DataLoader worker processes for training (0: main thread)
     test_workers: int = 16  # DataLoader worker processes for the test set (0: main thread)
     pin_memory: bool = True  # page-locked host batches (CUDA only; ignored on CPU)
@@ -63,10 +106,22 @@ class Config:
             value = getattr(self, name)
             if value not in allowed:
                 raise LabError(f"config {name}={value!r}: must be one of {', '.join(allowed)}")
-        positive = ("width", "epochs", "batch_size", "test_batch_size")
+        positive = (
+            "width",
+            "batch_size",
+            "test_batch_size",
+            "bn_splits",
+            "ema_every",
+            "augment_max_options",
+            "whitening_images",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise LabError(f"config {name}={getattr(self, name)}: must be >= 1")
+        for name in ("epochs", "epoch_scale", "logit_scale", "celu_alpha"):
+            if not getattr(self, name) > 0:
+                raise LabError(f"config {name}={getattr(self, name)}: must be > 0")
+        self._check_ranges()
         for name in ("train_workers", "test_workers"):
             if getattr(self, name) < 0:
                 raise LabError(f"config {name}={getattr(self, name)}: must be >= 0")
@@ -78,6 +133,21 @@ class Config:
             object.__setattr__(self, "lr_knots", self.schedule.knots)
         except ValueError as error:
             raise LabError(f"config lr_knots: {error}") from None
+
+    def _check_ranges(self) -> None:
+        if not 0 <= self.label_smoothing < 1:
+            raise LabError(f"config label_smoothing={self.label_smoothing}: must be in [0, 1)")
+        if not 0 <= self.ema_rho < 1:
+            raise LabError(f"config ema_rho={self.ema_rho}: must be in [0, 1)")
+        if not 0 <= self.cutout <= 32:
+            raise LabError(f"config cutout={self.cutout}: must be 0 to 32 pixels")
+        # Ghost BatchNorm views a batch as (N / splits, splits x C, H, W): every training batch
+        # must split evenly, so the last, smaller one has to go.
+        if self.bn_splits > 1 and (self.batch_size % self.bn_splits or not self.drop_last):
+            raise LabError(
+                f"config bn_splits={self.bn_splits}: needs batch_size divisible by it "
+                f"(batch_size={self.batch_size}) and drop_last=true (drop_last={self.drop_last})"
+            )
 
     @property
     def schedule(self) -> PiecewiseLinear:
@@ -143,4 +213,20 @@ def apply_overrides(config: Config, assignments: list[str]) -> Config:
         changes[key] = _parse_value(key, text.strip(), hints[key])
     if "epochs" in changes and "lr_knots" not in changes:
         changes["lr_knots"] = config.schedule.scaled_to(changes["epochs"]).knots
+    if "epochs" in changes and "epoch_scale" not in changes:
+        # Later steps' epoch counts shrink or stretch in the same proportion.
+        changes["epoch_scale"] = config.epoch_scale * changes["epochs"] / config.epochs
     return dataclasses.replace(config, **changes)
+
+
+def with_article_epochs(
+    config: Config, epochs: float, knots: tuple[tuple[float, float], ...]
+) -> Config:
+    """The epoch count and LR knots a step states in the article's epochs, scaled to the run
+    by `epoch_scale`: a step that cuts 35 to 30 epochs cuts the same fraction at any scale."""
+    scale = config.epoch_scale
+    return dataclasses.replace(
+        config,
+        epochs=epochs * scale,
+        lr_knots=tuple((epoch * scale, lr) for epoch, lr in knots),
+    )

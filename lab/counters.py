@@ -17,11 +17,12 @@ class Counter:
     label: str  # how a report names it
     delta_format: str  # how a report prints a change of it
     exact: bool  # counted, not timed: any change is real; timed ones need > 2% to be shown
-    read: Callable[[dict[str, Any]], float]  # the value in a run record
+    read: Callable[[dict[str, Any]], float | None]  # the value in a run record (None: the
+    # record predates the counter)
 
 
-def _measured(key: str) -> Callable[[dict[str, Any]], float]:
-    return lambda record: record["measurements"][key]
+def _measured(key: str) -> Callable[[dict[str, Any]], float | None]:
+    return lambda record: record["measurements"].get(key)
 
 
 COUNTERS: dict[str, Counter] = {
@@ -39,6 +40,15 @@ COUNTERS: dict[str, Counter] = {
             "preprocess_s", "one-off preprocessing", "{:+.2f} s", False, _measured("preprocess_s")
         ),
         Counter("params", "params", "{:+,.0f}", True, lambda record: record["params"]),
+        Counter("train_steps", "optimiser steps", "{:+,.0f}", True, _measured("train_steps")),
+        Counter("epochs", "epochs", "{:+.3g}", True, lambda record: record["config"]["epochs"]),
+        Counter(
+            "flops_per_image",
+            "FLOPs/image",
+            "{:+.3g}",
+            True,
+            lambda record: record["flops_per_image"],
+        ),
     )
 }
 # A change of a timed counter smaller than this fraction is not shown as a change.
@@ -46,4 +56,6 @@ SHOWN_CHANGE = 0.02
 
 
 def counter_values(record: dict[str, Any]) -> dict[str, float]:
-    return {name: counter.read(record) for name, counter in COUNTERS.items()}
+    """The counters a record holds (older records lack the newer counters)."""
+    values = {name: counter.read(record) for name, counter in COUNTERS.items()}
+    return {name: value for name, value in values.items() if value is not None}

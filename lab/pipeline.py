@@ -1,16 +1,21 @@
 """The data pipelines: the original per-sample PIL pipeline and the article's faster variants.
 
-Which pipeline runs is decided by config fields alone (`preprocessing`, `augment_rng`,
-`train_workers`, `test_workers`); no step is named here. Every sample reports how many RNG calls
+Which pipeline runs is decided by config fields alone (`data_path`, `preprocessing`,
+`augment_rng`, `cutout`, `train_workers`, `test_workers`, `drop_last`); no step is named here.
+This module holds the DataLoader pipelines; `lab.device_data` the whole-set-on-device one. Both
+give the trainer the same thing: per epoch, an iterator of `(images, labels, rng_calls)`
+batches and its length; per evaluation, the test batches. Every sample reports how many RNG calls
 its augmentation made, and every worker process reports its launch, so the trainer *measures*
 the counters that explain each step rather than computing them from the config.
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,12 +24,14 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from lab.config import Config
+from lab.errors import LabError
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2471, 0.2435, 0.2616)
 PAD = 4  # reflect padding before the random 32x32 crop
 CROP = 32
 BULK_RNG_CALLS_PER_EPOCH = 3  # crop x offsets, crop y offsets, flips
+CUTOUT_RNG_CALLS = 2  # the cutout square's top and left
 
 # The baseline deliberately starts 16 workers whatever the core count: that oversubscription is
 # what the worker steps remove, so PyTorch's advice against it is noise here.
@@ -34,43 +41,81 @@ warnings.filterwarnings("ignore", message="This DataLoader will create", categor
 # ----------------------------------------------------------------------------- augmentation
 
 
+@dataclass(frozen=True)
+class Choice:
+    """One sample's augmentation: crop offsets, flip, the cutout square's corner (None: no
+    cutout), and how many RNG calls drawing it took."""
+
+    top: int
+    left: int
+    flip: bool
+    cutout_at: tuple[int, int] | None
+    rng_calls: int
+
+
 class PerSampleChoices:
     """Each sample draws its own crop offsets and flip: 3 RNG calls per sample, as torchvision's
-    RandomCrop (two `torch.randint`) and RandomHorizontalFlip (one `torch.rand`) did."""
+    RandomCrop (two `torch.randint`) and RandomHorizontalFlip (one `torch.rand`) did; 2 more for
+    the cutout square when there is one, as cifar10-fast's per-sample `Cutout`."""
 
     rng_calls_per_epoch = 0
+
+    def __init__(self, cutout: int) -> None:
+        self.cutout = cutout
 
     def new_epoch(self, size: int, generator: torch.Generator) -> None:
         """Nothing is drawn up front."""
 
-    def __call__(self, index: int) -> tuple[int, int, bool, int]:
+    def __call__(self, index: int) -> Choice:
         top = int(torch.randint(0, 2 * PAD + 1, size=(1,)).item())
         left = int(torch.randint(0, 2 * PAD + 1, size=(1,)).item())
         flip = bool(torch.rand(1).item() < 0.5)
-        return top, left, flip, 3
+        if not self.cutout:
+            return Choice(top, left, flip, None, 3)
+        corners = CROP - self.cutout + 1
+        at = (
+            int(torch.randint(0, corners, size=(1,)).item()),
+            int(torch.randint(0, corners, size=(1,)).item()),
+        )
+        return Choice(top, left, flip, at, 3 + CUTOUT_RNG_CALLS)
 
 
 class BulkChoices:
-    """All crop offsets and flips for the epoch drawn at its start in three vectorised calls;
-    samples index into them (cifar10-fast's `set_random_choices`)."""
+    """All crop offsets and flips (and cutout corners) for the epoch drawn at its start in a
+    few vectorised calls; samples index into them (cifar10-fast's `set_random_choices`)."""
 
-    rng_calls_per_epoch = BULK_RNG_CALLS_PER_EPOCH
-
-    def __init__(self) -> None:
+    def __init__(self, cutout: int) -> None:
+        self.cutout = cutout
+        self.rng_calls_per_epoch = BULK_RNG_CALLS_PER_EPOCH + (CUTOUT_RNG_CALLS if cutout else 0)
         self.tops = self.lefts = self.flips = np.zeros(0)
+        self.cutout_tops = self.cutout_lefts = np.zeros(0)
 
     def new_epoch(self, size: int, generator: torch.Generator) -> None:
         # Drawn in the main process before the pass starts its workers, which inherit them.
         self.tops = torch.randint(0, 2 * PAD + 1, (size,), generator=generator).numpy()
         self.lefts = torch.randint(0, 2 * PAD + 1, (size,), generator=generator).numpy()
         self.flips = (torch.rand(size, generator=generator) < 0.5).numpy()
+        if self.cutout:
+            corners = CROP - self.cutout + 1
+            self.cutout_tops = torch.randint(0, corners, (size,), generator=generator).numpy()
+            self.cutout_lefts = torch.randint(0, corners, (size,), generator=generator).numpy()
 
-    def __call__(self, index: int) -> tuple[int, int, bool, int]:
-        return int(self.tops[index]), int(self.lefts[index]), bool(self.flips[index]), 0
+    def __call__(self, index: int) -> Choice:
+        at = (int(self.cutout_tops[index]), int(self.cutout_lefts[index])) if self.cutout else None
+        return Choice(int(self.tops[index]), int(self.lefts[index]), bool(self.flips[index]), at, 0)
 
 
 def make_choices(config: Config) -> PerSampleChoices | BulkChoices:
-    return BulkChoices() if config.augment_rng == "bulk" else PerSampleChoices()
+    if config.augment_rng == "bulk":
+        return BulkChoices(config.cutout)
+    return PerSampleChoices(config.cutout)
+
+
+def apply_cutout(chw: np.ndarray | torch.Tensor, at: tuple[int, int] | None, size: int) -> None:
+    """Set a size x size square at `at` to 0 (the mean, after normalisation), in place."""
+    if at is not None:
+        top, left = at
+        chw[:, top : top + size, left : left + size] = 0
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -103,11 +148,14 @@ class PerSampleTrainSet(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
         image = Image.fromarray(self.images[index])  # what torchvision's CIFAR10 hands over
         padded = np.pad(np.asarray(image), [(PAD, PAD), (PAD, PAD), (0, 0)], mode="reflect")
-        top, left, flip, rng_calls = self.choices(index)
+        choice = self.choices(index)
+        left, top = choice.left, choice.top
         image = Image.fromarray(padded).crop((left, top, left + CROP, top + CROP))
-        if flip:
+        if choice.flip:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return _normalise_chw(_to_tensor(image)), int(self.labels[index]), rng_calls
+        tensor = _normalise_chw(_to_tensor(image))
+        apply_cutout(tensor, choice.cutout_at, self.choices.cutout)
+        return tensor, int(self.labels[index]), choice.rng_calls
 
 
 class PerSampleTestSet(Dataset):
@@ -146,11 +194,14 @@ class CachedTrainSet(Dataset):
         return len(self.padded)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
-        top, left, flip, rng_calls = self.choices(index)
+        choice = self.choices(index)
+        top, left = choice.top, choice.left
         crop = self.padded[index, :, top : top + CROP, left : left + CROP]
-        if flip:
+        if choice.flip:
             crop = crop[:, :, ::-1]
-        return torch.from_numpy(np.ascontiguousarray(crop)), int(self.labels[index]), rng_calls
+        crop = np.array(crop)  # a copy: cutout must not write into the cached set
+        apply_cutout(crop, choice.cutout_at, self.choices.cutout)
+        return torch.from_numpy(crop), int(self.labels[index]), choice.rng_calls
 
 
 class CachedTestSet(Dataset):
@@ -182,8 +233,11 @@ class WorkerLaunchCounter:
         return int(self._count.value)
 
 
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images, labels, RNG calls per sample
+
+
 @dataclass
-class Pipeline:
+class LoaderPipeline:
     """Train and test loaders for one run, the augmentation choices, and the one-off cost."""
 
     train_loader: DataLoader
@@ -191,6 +245,27 @@ class Pipeline:
     choices: PerSampleChoices | BulkChoices
     launches: WorkerLaunchCounter
     preprocess_s: float  # one-off preprocessing before training (0 when per-sample)
+
+    @property
+    def train_size(self) -> int:
+        return len(self.train_loader.dataset)  # type: ignore[arg-type]
+
+    @property
+    def test_size(self) -> int:
+        return len(self.test_loader.dataset)  # type: ignore[arg-type]
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train_loader)
+
+    def epoch(self, generator: torch.Generator) -> tuple[Iterable[Batch], int]:
+        """The epoch's batches (workers start when iteration begins) and the RNG calls made
+        up front (bulk choices; per-sample calls ride with each batch)."""
+        self.choices.new_epoch(self.train_size, generator)
+        return self.train_loader, self.choices.rng_calls_per_epoch
+
+    def test_batches(self) -> Iterable[Batch]:
+        return self.test_loader
 
 
 def build_pipeline(
@@ -201,7 +276,7 @@ def build_pipeline(
     test_labels: np.ndarray,
     seed: int,
     pin_memory: bool,
-) -> Pipeline:
+) -> LoaderPipeline:
     choices = make_choices(config)
     start = time.perf_counter()
     if config.preprocessing == "cached":
@@ -219,6 +294,7 @@ def build_pipeline(
         train_set,
         batch_size=config.batch_size,
         shuffle=True,
+        drop_last=config.drop_last,
         generator=shuffle_generator,
         num_workers=config.train_workers,
         pin_memory=pin_memory,
@@ -232,16 +308,53 @@ def build_pipeline(
         pin_memory=pin_memory,
         worker_init_fn=launches if config.test_workers else None,
     )
-    return Pipeline(train_loader, test_loader, choices, launches, preprocess_s)
+    return LoaderPipeline(train_loader, test_loader, choices, launches, preprocess_s)
+
+
+def passes(config: Config) -> int:
+    """Passes over the training set: a fractional epoch count rounds up (the last pass is cut)."""
+    return math.ceil(config.epochs - 1e-9)
+
+
+def steps_per_pass(config: Config, train_size: int) -> list[int]:
+    """Optimiser steps of each pass: full passes take every batch, a last fractional pass
+    that fraction of them, rounded, and at least one."""
+    full = train_size // config.batch_size
+    if not config.drop_last and train_size % config.batch_size:
+        full += 1
+    if full == 0:
+        raise LabError(
+            f"train_images={train_size} is fewer than batch_size={config.batch_size} with "
+            "drop_last=true: no training batch; use --set train_images=... or a larger preset"
+        )
+    steps = []
+    for index in range(passes(config)):
+        fraction = min(1.0, config.epochs - index)
+        steps.append(full if fraction >= 1.0 else max(1, round(fraction * full)))
+    return steps
+
+
+def trained_samples(config: Config, train_size: int) -> list[int]:
+    """Images trained on in each pass (a dropped or cut batch is not trained on)."""
+    return [
+        min(steps * config.batch_size, train_size) for steps in steps_per_pass(config, train_size)
+    ]
 
 
 def expected_worker_launches(config: Config) -> int:
     """Worker processes the config implies: every pass over each loader starts its workers."""
-    return config.epochs * (config.train_workers + config.test_workers)
+    if config.data_path == "device":
+        return 0
+    return passes(config) * (config.train_workers + config.test_workers)
 
 
 def expected_rng_calls(config: Config, train_size: int) -> int:
     """Augmentation RNG calls the config implies over a whole run."""
+    if config.data_path == "device":
+        from lab.device_data import rng_calls_per_epoch
+
+        return rng_calls_per_epoch(config) * passes(config)
     if config.augment_rng == "bulk":
-        return BULK_RNG_CALLS_PER_EPOCH * config.epochs
-    return 3 * train_size * config.epochs
+        return BulkChoices(config.cutout).rng_calls_per_epoch * passes(config)
+    per_sample = 3 + (CUTOUT_RNG_CALLS if config.cutout else 0)
+    return per_sample * sum(trained_samples(config, train_size))

@@ -8,8 +8,13 @@ from typing import Any
 from lab.config import Config
 from lab.data import IMAGE_SHAPE
 from lab.floor import floor_seconds
-from lab.network import build_resnet18, count_parameters, flops_per_image
-from lab.pipeline import expected_rng_calls, expected_worker_launches
+from lab.network import build_network, count_parameters, flops_per_image, network_fields
+from lab.pipeline import (
+    expected_rng_calls,
+    expected_worker_launches,
+    steps_per_pass,
+    trained_samples,
+)
 from lab.registry import Variant
 
 FULL_TRAIN_SIZE = 50_000
@@ -17,9 +22,13 @@ FULL_TEST_SIZE = 10_000
 
 
 @functools.cache
-def network_size(width: int, prep_bn: bool) -> tuple[int, int]:
+def _size(network: Config) -> tuple[int, int]:
+    return count_parameters(build_network(network)), flops_per_image(network)
+
+
+def network_size(config: Config) -> tuple[int, int]:
     """(trainable parameters, forward+backward FLOPs per image); counting FLOPs takes ~1 s."""
-    return count_parameters(build_resnet18(width, prep_bn)), flops_per_image(width, prep_bn)
+    return _size(network_fields(config))
 
 
 def subset_sizes(config: Config) -> tuple[int, int]:
@@ -32,9 +41,10 @@ def subset_sizes(config: Config) -> tuple[int, int]:
 def plan_entry(variant: Variant, peak_tflops: float | None = None) -> dict[str, Any]:
     """What `--plan --json` prints for a variant; `floor_s` only when a peak is given."""
     config = variant.config
-    params, flops = network_size(config.width, config.prep_bn)
+    params, flops = network_size(config)
     train_size, test_size = subset_sizes(config)
-    total_flops = flops * train_size * config.epochs  # training only, as the article counts
+    trained = sum(trained_samples(config, train_size))
+    total_flops = flops * trained  # training only, as the article counts
     floor = (
         {"floor_s": floor_seconds(total_flops, peak_tflops), "peak_tflops": peak_tflops}
         if peak_tflops
@@ -49,6 +59,10 @@ def plan_entry(variant: Variant, peak_tflops: float | None = None) -> dict[str, 
         "train_images": train_size,
         "test_images": test_size,
         "image_shape": list(IMAGE_SHAPE),
+        "batch_size": config.batch_size,
+        "epochs": config.epochs,
+        "train_steps": sum(steps_per_pass(config, train_size)),
+        "trained_images": trained,
         "expected_worker_launches": expected_worker_launches(config),
         "expected_rng_calls": expected_rng_calls(config, train_size),
         "total_flops": total_flops,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab.config import DAWNBENCH_LR_KNOTS, Config
+from lab.config import ARTICLE_EPOCHS, DAWNBENCH_LR_KNOTS, Config
 from lab.errors import LabError
 from lab.schedule import PiecewiseLinear
 
@@ -24,10 +24,16 @@ class Preset:
     rounds: int  # default rounds; each runs every variant once (`--rounds` overrides)
 
 
-def _scaled(epochs: int, **fields: object) -> Config:
-    """A config whose DAWNBench schedule is stretched to `epochs` in proportion."""
+def _scaled(epochs: float, **fields: object) -> Config:
+    """A config whose DAWNBench schedule is stretched to `epochs` in proportion; the steps'
+    epoch counts scale the same way (`epoch_scale`)."""
     knots = PiecewiseLinear(DAWNBENCH_LR_KNOTS).scaled_to(epochs).knots
-    return Config(epochs=epochs, lr_knots=knots, **fields)  # type: ignore[arg-type]
+    return Config(
+        epochs=epochs,
+        epoch_scale=epochs / ARTICLE_EPOCHS,
+        lr_knots=knots,
+        **fields,  # type: ignore[arg-type]
+    )
 
 
 PRESETS: dict[str, Preset] = {
@@ -46,6 +52,13 @@ PRESETS: dict[str, Preset] = {
             rounds=9,
         ),
         Preset(
+            "cpu-series",
+            "a 2-core CPU scale for --series full: width 8, 4,000/500 images, 1 epoch "
+            "(1/35 of the article's), 5 rounds",
+            _scaled(1, width=8, train_images=4000, test_images=500, target_accuracy=0.2),
+            rounds=5,
+        ),
+        Preset(
             "smoke",
             "seconds, for tests: width 4, 500/200 images, 2 epochs",
             _scaled(
@@ -61,6 +74,13 @@ PRESETS: dict[str, Preset] = {
         ),
     )
 }
+
+
+def default_preset(device: str, series: str | None) -> str:
+    """The article's scale on a GPU; on a CPU, the scale measured to fit the job."""
+    if device == "cuda":
+        return "dawnbench"
+    return "cpu-series" if series == "full" else "cpu"
 
 
 def get_preset(name: str) -> Preset:

@@ -168,7 +168,7 @@ def profile_variant(
     for stale in run_dir.glob("*.pt.trace.json*"):
         stale.unlink()  # a pass interrupted before its record was written
     trainer = Trainer(variant.config, data, device, seed)
-    k = recorded_steps(len(trainer.pipeline.train_loader))
+    k = recorded_steps(trainer.pipeline.steps_per_epoch)
     preprocesses = variant.config.preprocessing == "cached"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     stamps: list[float] = []
@@ -195,11 +195,17 @@ def profile_variant(
             stamps.append(trainer.timer.now())  # before the profiler's own step work
             profiler.step()
 
-        trainer.train_epoch(1, phase=phase_label, after_step=after_step, max_steps=2 * k + 2)
-        if len(stamps) < 2 * k + 2:
-            raise RuntimeError(
-                f"a training pass has {len(stamps)} steps; profiling needs {2 * k + 2}"
+        # A short pass (a large batch on a small subset) cannot hold 2K+2 steps: go on into
+        # the next pass, as training would.
+        epoch = 1
+        while len(stamps) < 2 * k + 2:
+            before = len(stamps)
+            trainer.train_epoch(
+                epoch, phase=phase_label, after_step=after_step, max_steps=2 * k + 2 - before
             )
+            if len(stamps) == before:
+                raise RuntimeError("a training pass has no steps; nothing to profile")
+            epoch += 1
         with phase_label("eval"):
             trainer.evaluate(phase=phase_label)
         profiler.step()

@@ -153,6 +153,7 @@ def run_record(
         "expected": {
             "worker_launches": plan["expected_worker_launches"],
             "rng_calls": plan["expected_rng_calls"],
+            "train_steps": plan["train_steps"],
         },
         "data": data,
         "peak": peak,

@@ -30,6 +30,17 @@ class Step:
     # counter -> "down" | "up" | "zero" | "same": how the docstring says the step moves it
     expects: dict[str, str] = field(default_factory=dict)
     story: str = ""
+    # "fp16": the step changes only what an fp16 model computes; with fp32 (a CPU) it is
+    # expected to change no work, and a report says so beside the measurement.
+    needs_precision: str | None = None
+
+    @property
+    def article(self) -> article.ArticleStep | None:
+        return None if self.article_step is None else article.BY_NUMBER[self.article_step]
+
+    @property
+    def part(self) -> int | None:
+        return None if self.article is None else self.article.part
 
     @property
     def article_saved_s(self) -> float | None:
@@ -60,6 +71,7 @@ def register_step(
     changes: str,
     article_step: int | None,
     expects: dict[str, str] | None = None,
+    needs_precision: str | None = None,
 ) -> Callable[[Callable[[Config], Config]], Callable[[Config], Config]]:
     """Register `apply(config) -> config` as a step; the module docstring is its story."""
 
@@ -71,7 +83,15 @@ def register_step(
             raise ValueError(f"step {name!r} expects unknown counters {sorted(unknown)}")
         story = (sys.modules[apply.__module__].__doc__ or "").strip()
         _REGISTRY[name] = Step(
-            name, title, order, changes, article_step, apply, dict(expects or {}), story
+            name,
+            title,
+            order,
+            changes,
+            article_step,
+            apply,
+            dict(expects or {}),
+            story,
+            needs_precision,
         )
         return apply
 
@@ -89,6 +109,22 @@ def all_steps() -> list[Step]:
     """Every registered step in order."""
     _discover()
     return sorted(_REGISTRY.values(), key=lambda step: (step.order, step.name))
+
+
+# Named sequences of steps: the seed article (Part 1) and the whole series (Parts 1-8).
+SERIES: dict[str, str] = {
+    "part1": "the seed article's six steps (Part 1: 356 s -> 297 s on a V100); same as --all",
+    "full": "all twenty steps of the series (Parts 1-8: 356 s -> 26 s on a V100)",
+}
+
+
+def series_steps(name: str) -> list[Step]:
+    """The steps of a named series, in order; LabError listing the valid names otherwise."""
+    if name not in SERIES:
+        raise LabError(f"--series {name}: unknown series; valid series: {', '.join(SERIES)}")
+    if name == "full":
+        return all_steps()
+    return [s for s in all_steps() if s.part == 1]
 
 
 def get_steps(names: list[str]) -> list[Step]:
@@ -141,16 +177,20 @@ def control_variant(base: Config) -> Variant:
 
 def leave_one_out_variants(base: Config, steps: list[Step]) -> list[Variant]:
     """For each step but the last, every step except that one ("-<step>"). The last step's
-    leave-one-out variant is the cumulative variant before it, which the job runs already."""
+    leave-one-out variant is the cumulative variant before it, which the job runs already. A
+    step that later steps cannot do without gets no variant."""
     variants = []
     for left_out in steps[:-1]:
         kept = [step for step in steps if step is not left_out]
+        try:
+            config = apply_steps(base, kept)
+        except LabError:
+            # A later step depends on this one (ghost BatchNorm needs the dropped last batch
+            # of the device pipeline): without it there is nothing to run.
+            continue
         variants.append(
             Variant(
-                f"-{left_out.name}",
-                tuple(step.name for step in kept),
-                apply_steps(base, kept),
-                LEAVE_ONE_OUT,
+                f"-{left_out.name}", tuple(step.name for step in kept), config, LEAVE_ONE_OUT
             )
         )
     return variants

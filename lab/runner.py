@@ -18,6 +18,7 @@ from lab.errors import LabError
 from lab.floor import measure_peak_tflops, training_dtype, vendor_peak_tflops
 from lab.job import Job, Slot
 from lab.outputs import tb_run_name
+from lab.pipeline import passes
 from lab.plan import plan_entry
 from lab.profiling import profile_in_subprocess
 from lab.records import append_record, device_name, metadata, read_records, run_record
@@ -150,7 +151,7 @@ def run_timed(job: Job, out: Path, subsets: SubsetCache, progress: Progress, pea
     todo = [s for s in job.schedule() if (s.variant.name, s.round) not in done]
     if all(slot.warmup for slot in todo):
         todo = []  # only a warm-up left: nothing to measure
-    progress.add_total(sum(slot.variant.config.epochs for slot in todo))
+    progress.add_total(sum(passes(slot.variant.config) for slot in todo))
     device = torch.device(job.device)
     for slot in todo:
         data = subsets(slot.variant.config)

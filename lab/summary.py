@@ -21,7 +21,7 @@ import numpy as np
 from lab import article
 from lab.counters import COUNTERS, counter_values
 from lab.floor import floor_seconds
-from lab.registry import BASELINE, CONTROL, LEAVE_ONE_OUT, STEP, all_steps
+from lab.registry import BASELINE, CONTROL, LEAVE_ONE_OUT, STEP, Step, all_steps
 from lab.stats import (
     Ratio,
     median,
@@ -61,9 +61,9 @@ def summarise_variant(name: str, records: list[dict[str, Any]]) -> dict[str, Any
         for key, value in counter_values(record).items():
             counters[key].append(value)
     plan_match = all(
-        r["measurements"]["worker_launches"] == r["expected"]["worker_launches"]
-        and r["measurements"]["rng_calls"] == r["expected"]["rng_calls"]
+        r["measurements"].get(key) == expected
         for r in records
+        for key, expected in r["expected"].items()
     )
     return {
         "name": name,
@@ -90,22 +90,38 @@ def summarise_variant(name: str, records: list[dict[str, Any]]) -> dict[str, Any
         "counters_match_plan": plan_match,
         "params": first["params"],
         "flops_per_image": first["flops_per_image"],
+        "precision": first["measurements"]["precision"],
         "config": first["config"],
     }
 
 
-def _times_by_round(variant: dict[str, Any]) -> dict[int, float]:
-    return dict(zip(variant["rounds"], variant["timing"]["total_s"]["values"], strict=True))
+# What each timing rule adds up, from the parts a record keeps apart.
+RULE_PARTS: dict[str, tuple[str, ...]] = {
+    article.TRAIN_EVAL: ("train_s", "eval_s"),
+    article.TRAIN_PREPROCESS: ("train_s", "preprocess_s"),
+}
 
 
-def paired_logs(before: dict[str, Any], after: dict[str, Any]) -> dict[int, float]:
+def _times_by_round(variant: dict[str, Any], rule: str = article.TRAIN_EVAL) -> dict[int, float]:
+    """Seconds per round on a timing rule; the lab's timed region is TRAIN_EVAL (total_s)."""
+    if rule == article.TRAIN_EVAL:
+        values = variant["timing"]["total_s"]["values"]
+    else:
+        parts = [variant["timing"][key]["values"] for key in RULE_PARTS[rule]]
+        values = [sum(run) for run in zip(*parts, strict=True)]
+    return dict(zip(variant["rounds"], values, strict=True))
+
+
+def paired_logs(
+    before: dict[str, Any], after: dict[str, Any], rule: str = article.TRAIN_EVAL
+) -> dict[int, float]:
     """log(t_after / t_before) per round in which both ran."""
-    a, b = _times_by_round(before), _times_by_round(after)
+    a, b = _times_by_round(before, rule), _times_by_round(after, rule)
     return {r: float(np.log(b[r] / a[r])) for r in sorted(set(a) & set(b))}
 
 
-def paired(before: dict[str, Any], after: dict[str, Any]) -> Ratio:
-    logs = paired_logs(before, after)
+def paired(before: dict[str, Any], after: dict[str, Any], rule: str = article.TRAIN_EVAL) -> Ratio:
+    logs = paired_logs(before, after, rule)
     return ratio_from_logs(list(logs.values()))
 
 
@@ -138,6 +154,7 @@ def summarise_step(
 ) -> dict[str, Any]:
     name = after["steps"][-1]
     step = next((s for s in all_steps() if s.name == name), None)
+    shared = [key for key in COUNTERS if key in before["counters"] and key in after["counters"]]
     checks = [
         {
             "counter": counter,
@@ -149,6 +166,7 @@ def summarise_step(
             ),
         }
         for counter, expected in (step.expects.items() if step else [])
+        if counter in shared
     ]
     return {
         "name": name,
@@ -158,17 +176,48 @@ def summarise_step(
         "time_s": before_s * ratio.ratio,
         "one_off_s": after["timing"]["preprocess_s"]["median"]
         - before["timing"]["preprocess_s"]["median"],
-        "counter_deltas": {
-            key: after["counters"][key] - before["counters"][key] for key in COUNTERS
-        },
+        "counter_deltas": {key: after["counters"][key] - before["counters"][key] for key in shared},
         "expectations": checks,
         "flagged": any(not c["holds"] for c in checks) or not after["counters_match_plan"],
         "accuracy_change": after["accuracy"]["median"] - before["accuracy"]["median"],
-        "article": {
-            "step": step.article_step if step else None,
-            "saved_s": step.article_saved_s if step else None,
-            "shared_with": step.article_shared_with if step else [],
-        },
+        "no_effect_expected": _no_effect_expected(step, after),
+        "article": _article_step(step, before, after),
+    }
+
+
+def _no_effect_expected(step: Step | None, after: dict[str, Any]) -> str | None:
+    """Why a step changes no work on this device (None when it does)."""
+    if step is None or step.needs_precision is None:
+        return None
+    if after["precision"] == step.needs_precision:
+        return None
+    return (
+        f"no effect expected on this device: it changes only {step.needs_precision} models, "
+        f"and this one trained in {after['precision']}"
+    )
+
+
+def _article_step(
+    step: Step | None, before: dict[str, Any], after: dict[str, Any]
+) -> dict[str, Any]:
+    """The article's figure for the step and, on the article's own timing rule, ours."""
+    claim = step.article if step else None
+    if claim is None:
+        return {"step": None, "saved_s": None, "shared_with": []}
+    saved = step.article_saved_s
+    ours = paired(before, after, claim.rule)
+    before_rule_s = median(list(_times_by_round(before, claim.rule).values()))
+    return {
+        "step": claim.number,
+        "part": claim.part,
+        "time_s": claim.time_s,
+        "saved_s": saved,
+        "saved_pct": 100.0 * saved / (claim.time_s + saved),
+        "accuracy": claim.accuracy,
+        "rule": claim.rule,
+        "source": claim.source,
+        "shared_with": step.article_shared_with,
+        "ours_on_rule": comparison(ours, before_rule_s),
     }
 
 
@@ -313,6 +362,21 @@ def _control_ratio(variants: dict[str, dict[str, Any]]) -> tuple[str, Ratio] | N
     return control["name"], paired(baseline, control)
 
 
+def _article_totals(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The article's times for the stretch of the series this job covers."""
+    numbers = [s["article"]["step"] for s in steps if s["article"]["step"] is not None]
+    last = max(numbers, default=article.PART1_LAST)
+    return {
+        "device": article.DEVICE,
+        "times_s": {str(k): v for k, v in article.TIMES_S.items()},
+        "labels": {str(step.number): step.label for step in article.STEPS},
+        "last_step": last,
+        "baseline_s": article.baseline_s(),
+        "final_s": article.final_s(last),
+        "saved_s": article.total_saved_s(last),
+    }
+
+
 def _sessions(sessions: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "count": len(sessions),
@@ -385,9 +449,6 @@ def build_summary(
             if chain
             else None,
         },
-        "article": {
-            "device": article.DEVICE,
-            "times_s": {str(k): v for k, v in article.TIMES_S.items()},
-        },
+        "article": _article_totals(steps),
         "profiled": bool(profile_by_variant),
     }

@@ -1,18 +1,25 @@
 """One training run: the recipe of SPEC.md, timed the way DAWNBench timed it.
 
 The timed region of an epoch is its training pass plus the test-set evaluation after it;
-one-off work (decoding, whole-set preprocessing, building the network) happens before it and is
-recorded apart. On CUDA every timer reading is preceded by a synchronise, since kernels run
-asynchronously and an unsynchronised clock would time only their launch.
+one-off work (decoding, whole-set preprocessing, the whitening's eigendecomposition, building
+the network) happens before it and is recorded apart, so a report can also add the pieces up
+on the rule of Part 8 (training + preprocessing, evaluation excluded). On CUDA every timer
+reading is preceded by a synchronise, since kernels run asynchronously and an unsynchronised
+clock would time only their launch.
+
+Every option of the series is a config field read here or in the builders: parameter groups
+(`bias_lr_scale`, `bias_wd_scale`), label smoothing, weight EMA, flip TTA, fractional epochs,
+fp32 BatchNorm in an fp16 model, and the pipeline (`data_path`). No step is named.
 """
 
 from __future__ import annotations
 
+import copy
 import gc
 import random
 import resource
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 
@@ -22,9 +29,10 @@ from torch.nn import functional as F
 
 from lab.config import Config
 from lab.data import Cifar
+from lab.device_data import DevicePipeline, normalise
 from lab.errors import LabError
-from lab.network import build_resnet18
-from lab.pipeline import Pipeline, build_pipeline
+from lab.network import WHITENING_PATCH, build_network
+from lab.pipeline import Batch, LoaderPipeline, build_pipeline, steps_per_pass
 
 
 @dataclass
@@ -34,9 +42,11 @@ class EpochStats:
     eval_s: float  # wall seconds of the test-set evaluation after it
     train_data_wait_s: float  # seconds the training loop waited for its next batch
     eval_data_wait_s: float  # seconds the evaluation loop waited for its next batch
-    train_loss: float  # mean cross-entropy over the epoch's training samples
+    train_loss: float  # mean training loss over the epoch's samples (smoothed when set)
     test_accuracy: float  # fraction of the test subset classified correctly
     images_per_s: float  # training images / train_s
+    train_steps: int = 0  # optimiser steps in the pass
+    trained_images: int = 0  # images trained on in the pass (a cut or dropped batch is not)
 
 
 @dataclass
@@ -48,7 +58,9 @@ class RunResult:
     train_size: int
     test_size: int
     epochs: list[EpochStats] = field(default_factory=list)
-    preprocess_s: float = 0.0  # one-off whole-set preprocessing, outside the timed region
+    preprocess_s: float = 0.0  # one-off whole-set preprocessing (whitening included),
+    # outside the timed region
+    whitening_s: float = 0.0  # of which: the whitening filters' patches and eigendecomposition
     setup_s: float = 0.0  # building the network and optimiser, outside the timed region
     worker_launches: int = 0  # DataLoader worker processes started, counted in the workers
     rng_calls: int = 0  # augmentation RNG calls, counted where they were made
@@ -68,6 +80,10 @@ class RunResult:
         return self.train_s + self.eval_s
 
     @property
+    def train_steps(self) -> int:
+        return sum(epoch.train_steps for epoch in self.epochs)
+
+    @property
     def final_accuracy(self) -> float:
         return self.epochs[-1].test_accuracy if self.epochs else 0.0
 
@@ -82,7 +98,10 @@ class RunResult:
             data_wait_s=sum(e.train_data_wait_s + e.eval_data_wait_s for e in self.epochs),
             train_data_wait_s=sum(e.train_data_wait_s for e in self.epochs),
             eval_data_wait_s=sum(e.eval_data_wait_s for e in self.epochs),
-            images_per_s=self.train_size * len(self.epochs) / self.train_s if self.epochs else 0,
+            train_steps=self.train_steps,
+            images_per_s=(
+                sum(e.trained_images for e in self.epochs) / self.train_s if self.epochs else 0
+            ),
             final_test_accuracy=self.final_accuracy,
             reached_target=self.final_accuracy >= target_accuracy,
             first_epoch_at_target=first,
@@ -140,25 +159,80 @@ def no_phase(name: str) -> AbstractContextManager:
     return nullcontext()
 
 
-def _timed_batches(
-    loader: torch.utils.data.DataLoader, phase: Phase
-) -> Iterator[tuple[object, float]]:
-    """Yield (batch, seconds waited for it); creating the iterator (starting workers) counts
-    as waiting for the first batch."""
+def _timed_batches(batches: Iterable[Batch], phase: Phase) -> Iterator[tuple[Batch, float]]:
+    """Yield (batch, seconds waited for it); creating the iterator (starting workers, or
+    augmenting a device-side epoch) counts as waiting for the first batch."""
     iterator = None
     while True:
         start = time.perf_counter()
         with phase("data_wait"):
             if iterator is None:
-                iterator = iter(loader)
+                iterator = iter(batches)
             batch = next(iterator, None)
         if batch is None:
             return
         yield batch, time.perf_counter() - start
 
 
+def whitening_filters(images: torch.Tensor, eps: float) -> torch.Tensor:
+    """The whitening conv's 27 filters from normalised NCHW 32x32 images: every 3x3 patch
+    (stride 1, no padding; (c, h, w) order), covariance X^T X / (n - 1) without centring,
+    eigenvectors sorted by descending eigenvalue, each scaled by 1 / sqrt(eigenvalue + eps)."""
+    patches = F.unfold(images.float(), WHITENING_PATCH).transpose(1, 2).reshape(-1, 27)
+    covariance = patches.T @ patches / (len(patches) - 1)
+    values, vectors = torch.linalg.eigh(covariance)  # ascending
+    values, vectors = values.flip(0), vectors.flip(1)
+    filters = (vectors / torch.sqrt(values + eps)).T
+    return filters.reshape(27, 3, WHITENING_PATCH, WHITENING_PATCH)
+
+
+def _optimizer(model: torch.nn.Module, config: Config) -> torch.optim.SGD:
+    """SGD over the trainable parameters, in two groups: parameters named "bias" (the source's
+    split; in the ResNet-9 the BatchNorm shifts) take `bias_lr_scale` x the scheduled rate and
+    `bias_wd_scale` x the weight decay. Each group's `lr_scale` is applied at every step."""
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {
+            "params": [p for name, p in named if "bias" not in name],
+            "weight_decay": config.weight_decay,
+            "lr_scale": 1.0,
+        },
+        {
+            "params": [p for name, p in named if "bias" in name],
+            "weight_decay": config.weight_decay * config.bias_wd_scale,
+            "lr_scale": config.bias_lr_scale,
+        },
+    ]
+    return torch.optim.SGD(
+        [group for group in groups if group["params"]],
+        lr=0.0,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+    )
+
+
+class WeightAverage:
+    """Exponential moving average of every floating-point state entry (weights, frozen ones
+    included, and BatchNorm running statistics) into a copy of the freshly built model; the
+    integer batch counters are left alone. No bias correction, as the source."""
+
+    def __init__(self, model: torch.nn.Module, rho: float) -> None:
+        self.model = copy.deepcopy(model)
+        self.rho = rho
+        pairs = zip(self.model.state_dict().values(), model.state_dict().values(), strict=True)
+        self.pairs = [(ema, live) for ema, live in pairs if ema.is_floating_point()]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        # state_dict() tensors are the modules' own (ghost BN averages its statistics in
+        # place), so the pairs taken at construction stay live.
+        for ema, live in self.pairs:
+            ema.mul_(self.rho).add_(live, alpha=1 - self.rho)
+
+
 class Trainer:
-    """Builds the network and optimiser for a config and runs epochs; knows no step names."""
+    """Builds the network, optimiser and pipeline for a config and runs epochs; knows no step
+    names."""
 
     def __init__(self, config: Config, data: Cifar, device: torch.device, seed: int) -> None:
         self.config, self.device, self.seed = config, device, seed
@@ -169,31 +243,58 @@ class Trainer:
         setup_start = time.perf_counter()
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = config.cudnn_benchmark
-        self.model = build_resnet18(config.width, config.prep_bn).to(device)
+        self.timer = Timer(device)
+        self.pipeline = self._pipeline(data)
+        self.whitening_s = 0.0
+        filters = self._whitening(data) if config.whitening else None
+        self.preprocess_s = self.pipeline.preprocess_s + self.whitening_s
+        self.model = build_network(config, filters).to(device)
         if self.precision == "fp16":
             self.model = self.model.half()  # the original: everything fp16, BN included
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(),
-            lr=0.0,
-            momentum=config.momentum,
-            nesterov=config.nesterov,
-            weight_decay=config.weight_decay,
-        )
+            if config.bn_precision == "fp32":
+                for module in self.model.modules():
+                    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                        module.float()  # cuDNN's BN takes fp16 activations, fp32 parameters
+        self.optimizer = _optimizer(self.model, config)
+        self.ema = WeightAverage(self.model, config.ema_rho) if config.ema_rho else None
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "autocast" else None
         self.schedule = config.schedule
-        self.pipeline: Pipeline = build_pipeline(
-            config,
+        self.setup_s = time.perf_counter() - setup_start - self.preprocess_s
+        self.bulk_generator = torch.Generator().manual_seed(seed + 1)
+        self.rng_calls = 0
+
+    def _pipeline(self, data: Cifar) -> LoaderPipeline | DevicePipeline:
+        if self.config.data_path == "device":
+            dtype = torch.float16 if self.precision == "fp16" else torch.float32
+            return DevicePipeline(
+                self.config,
+                data.train_images,
+                data.train_labels,
+                data.test_images,
+                data.test_labels,
+                self.device,
+                dtype,
+            )
+        return build_pipeline(
+            self.config,
             data.train_images,
             data.train_labels,
             data.test_images,
             data.test_labels,
-            seed=seed,
-            pin_memory=config.pin_memory and device.type == "cuda",
+            seed=self.seed,
+            pin_memory=self.config.pin_memory and self.device.type == "cuda",
         )
-        self.setup_s = time.perf_counter() - setup_start - self.pipeline.preprocess_s
-        self.bulk_generator = torch.Generator().manual_seed(seed + 1)
-        self.timer = Timer(device)
-        self.rng_calls = 0
+
+    def _whitening(self, data: Cifar) -> torch.Tensor:
+        """The whitening filters from the first `whitening_images` training images, timed as
+        one-off preprocessing."""
+        start = self.timer.now()
+        images = normalise(
+            data.train_images[: self.config.whitening_images], self.device, torch.float32
+        )
+        filters = whitening_filters(images, self.config.whitening_eps)
+        self.whitening_s = self.timer.now() - start
+        return filters
 
     def _inputs(
         self, images: torch.Tensor, labels: torch.Tensor
@@ -205,10 +306,19 @@ class Trainer:
         return images, labels
 
     def _loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        smoothing = self.config.label_smoothing
         if self.precision == "autocast":
             with torch.autocast("cuda", dtype=torch.float16):
-                return F.cross_entropy(self.model(images), labels)
-        return F.cross_entropy(self.model(images), labels)
+                logits = self.model(images)
+        else:
+            logits = self.model(images)
+        # PyTorch's smoothing is (1 - a) CE + a mean_k(-log softmax_k): the source's form.
+        return F.cross_entropy(logits, labels, label_smoothing=smoothing)
+
+    def _set_lr(self, epoch: float) -> None:
+        rate = self.schedule(epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate * group["lr_scale"]
 
     def train_epoch(
         self,
@@ -216,23 +326,23 @@ class Trainer:
         phase: Phase = no_phase,
         after_step: Callable[[], None] | None = None,
         max_steps: int | None = None,
-    ) -> tuple[float, float, float]:
+    ) -> tuple[float, float, float, int, int]:
         """One pass (or its first `max_steps` steps); returns (wall seconds, seconds waiting
-        for data, mean loss). `phase` labels the parts of a step; `after_step` runs after each."""
+        for data, mean loss, steps, images). `phase` labels the parts of a step; `after_step`
+        runs after each. The epoch's random draws (bulk choices, device-side augmentation) are
+        inside the timed region: they are per-epoch work."""
         self.model.train()
-        loader = self.pipeline.train_loader
-        self.pipeline.choices.new_epoch(len(loader.dataset), self.bulk_generator)
-        self.rng_calls += self.pipeline.choices.rng_calls_per_epoch
-        steps = len(loader)
+        steps_per_epoch = self.pipeline.steps_per_epoch
         # Summed on the device so the loop never forces a sync just to log the loss.
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float32)
-        waited, seen = 0.0, 0
+        waited, seen, steps = 0.0, 0, 0
         start = self.timer.now()
-        for step, ((images, labels, rng_calls), wait) in enumerate(_timed_batches(loader, phase)):
+        batches, up_front_calls = self.pipeline.epoch(self.bulk_generator)
+        self.rng_calls += up_front_calls
+        for step, ((images, labels, rng_calls), wait) in enumerate(_timed_batches(batches, phase)):
             waited += wait
             self.rng_calls += int(rng_calls.sum())
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.schedule(epoch_index + step / steps)
+            self._set_lr(epoch_index + step / steps_per_epoch)
             with phase("h2d"):
                 images, labels = self._inputs(images, labels)
             with phase("forward"):
@@ -246,35 +356,49 @@ class Trainer:
                     self.scaler.update()
                 else:
                     self.optimizer.step()
+                if self.ema is not None and step % self.config.ema_every == 0:
+                    self.ema.update()
             loss_sum += loss.detach().float() * len(labels)
             seen += len(labels)
+            steps += 1
             if after_step is not None:
                 after_step()
-            if max_steps is not None and step + 1 >= max_steps:
+            if max_steps is not None and steps >= max_steps:
                 break
         elapsed = self.timer.now() - start
-        return elapsed, waited, float(loss_sum) / max(seen, 1)
+        return elapsed, waited, float(loss_sum) / max(seen, 1), steps, seen
+
+    def _logits(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+        if self.precision == "autocast":
+            with torch.autocast("cuda", dtype=torch.float16):
+                return self._logits_tta(model, images)
+        return self._logits_tta(model, images)
+
+    def _logits_tta(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+        logits = model(images)
+        if self.config.tta == "flip":
+            logits = (logits + model(images.flip(3))) / 2
+        return logits
 
     @torch.no_grad()
     def evaluate(self, phase: Phase = no_phase) -> tuple[float, float, float]:
-        """Test-set pass; returns (wall seconds, seconds waiting for data, accuracy)."""
-        self.model.eval()
+        """Test-set pass; returns (wall seconds, seconds waiting for data, accuracy). With an
+        EMA the averaged copy is evaluated (and stays in eval mode, as in the source, so ghost
+        BatchNorm averages its split statistics once)."""
+        model = self.ema.model if self.ema is not None else self.model
+        model.eval()
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
         waited = 0.0
         start = self.timer.now()
-        for (images, labels, _), wait in _timed_batches(self.pipeline.test_loader, phase):
+        for (images, labels, _), wait in _timed_batches(self.pipeline.test_batches(), phase):
             waited += wait
             with phase("h2d"):
                 images, labels = self._inputs(images, labels)
             with phase("forward"):
-                if self.precision == "autocast":
-                    with torch.autocast("cuda", dtype=torch.float16):
-                        logits = self.model(images)
-                else:
-                    logits = self.model(images)
+                logits = self._logits(model, images)
             correct += (logits.argmax(dim=1) == labels).sum()
         elapsed = self.timer.now() - start
-        return elapsed, waited, int(correct) / len(self.pipeline.test_loader.dataset)
+        return elapsed, waited, int(correct) / self.pipeline.test_size
 
 
 EpochCallback = Callable[[EpochStats, int], None]
@@ -294,15 +418,17 @@ def run_training(
         precision=trainer.precision,
         train_size=len(data.train_labels),
         test_size=len(data.test_labels),
-        preprocess_s=trainer.pipeline.preprocess_s,
+        preprocess_s=trainer.preprocess_s,
+        whitening_s=trainer.whitening_s,
         setup_s=trainer.setup_s,
     )
     # Garbage left by the previous run (another variant's network, loaders, arrays) would
     # otherwise be collected inside this run's timed region, charging one variant for another.
     gc.collect()
     cpu_main_start, cpu_children_start = _cpu_seconds()
-    for epoch_index in range(config.epochs):
-        train_s, train_wait, loss = trainer.train_epoch(epoch_index)
+    passes = steps_per_pass(config, trainer.pipeline.train_size)
+    for epoch_index, steps in enumerate(passes):
+        train_s, train_wait, loss, done, images = trainer.train_epoch(epoch_index, max_steps=steps)
         eval_s, eval_wait, accuracy = trainer.evaluate()
         stats = EpochStats(
             epoch=epoch_index + 1,
@@ -312,14 +438,17 @@ def run_training(
             eval_data_wait_s=eval_wait,
             train_loss=loss,
             test_accuracy=accuracy,
-            images_per_s=len(data.train_labels) / train_s,
+            images_per_s=images / train_s,
+            train_steps=done,
+            trained_images=images,
         )
         result.epochs.append(stats)
         if on_epoch is not None:
-            on_epoch(stats, config.epochs)
+            on_epoch(stats, len(passes))
     cpu_main_end, cpu_children_end = _cpu_seconds()
     result.cpu_main_s = cpu_main_end - cpu_main_start
     result.cpu_children_s = cpu_children_end - cpu_children_start
-    result.worker_launches = trainer.pipeline.launches.value
+    launches = trainer.pipeline.launches
+    result.worker_launches = launches.value if launches is not None else 0
     result.rng_calls = trainer.rng_calls
     return result

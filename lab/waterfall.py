@@ -64,7 +64,12 @@ def draw_waterfall(summary: dict[str, Any], out: Path) -> list[Path]:
     variants = [v for v in summary["variants"] if v["role"] in ("baseline", "step")]
     steps = summary["steps"]
     baseline = summary["total"]["baseline_s"]
-    fig, (ours, article) = plt.subplots(1, 2, figsize=(13, 5), width_ratios=[len(steps) + 3, 6])
+    last = summary["article"].get("last_step", the_article.PART1_LAST)
+    wide = len(steps) > 8
+    size = (20, 6) if wide else (13, 5)
+    fig, (ours, article) = plt.subplots(
+        1, 2, figsize=size, width_ratios=[len(steps) + 3, last + 2]
+    )
     times = [v["paired_time_s"] for v in variants]
     labels = ["baseline", *[s["name"] for s in steps], "final"]
     starts = [baseline, *times[:-1], times[-1]]
@@ -105,21 +110,29 @@ def draw_waterfall(summary: dict[str, Any], out: Path) -> list[Path]:
         fontsize=9,
     )
     ours.set_ylabel("seconds (training + per-epoch evaluation)")
-    article_times = [summary["article"]["times_s"][str(k)] for k in range(5)]
+    article_times = [summary["article"]["times_s"][str(k)] for k in range(last + 1)]
+    labels_by_number = summary["article"].get("labels") or {
+        str(k): label for k, label in enumerate(["baseline", *the_article.STEP_LABELS])
+    }
     scale = baseline / article_times[0]
     scaled = [t * scale for t in article_times]
     _bars(
         article,
-        ["baseline", *the_article.STEP_LABELS.values(), "final"],
+        ["baseline", *[labels_by_number[str(k)] for k in range(1, last + 1)], "final"],
         [scaled[0], *scaled[:-1], scaled[-1]],
         [scaled[0], *scaled[1:], scaled[-1]],
-        [None] * 6,
+        [None] * (last + 2),
         baseline,
+    )
+    rules = (
+        "\nParts 1-4 time training + evaluation, Part 8 training + preprocessing"
+        if last > the_article.PART4_LAST
+        else ""
     )
     article.set_title(
         f"The article on a {summary['article']['device']} "
-        f"({article_times[0]:.0f} s -> {article_times[-1]:.0f} s),"
-        "\nscaled to this baseline",
+        f"({article_times[0]:.0f} s -> {article_times[-1]:.4g} s),"
+        f"\nscaled to this baseline{rules}",
         fontsize=9,
     )
     for ax in (ours, article):

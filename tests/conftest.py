@@ -44,6 +44,24 @@ STEP_NAMES = [
 ]
 
 
+# Parts 2-8, after Part 1's steps (SPEC.md, "Page series").
+SERIES_STEP_NAMES = [
+    "batch_512",
+    "fp32_batchnorm",
+    "cutout",
+    "batch_768",
+    "resnet9",
+    "gpu_augmentation",
+    "layer_order",
+    "label_smoothing",
+    "celu",
+    "ghost_batchnorm",
+    "frozen_bn_scale",
+    "whitening",
+    "ema",
+    "tta",
+]
+
 VARIANT_NAMES = ["baseline", *(f"+{name}" for name in STEP_NAMES)]
 
 

@@ -8,7 +8,14 @@ import pytest
 
 from lab.records import RECORD_SCHEMA_VERSION
 from lab.registry import CONTROL_NAME
-from tests.conftest import STEP_NAMES, VARIANT_NAMES, assert_one_line_error, read_jsonl, run_lab
+from tests.conftest import (
+    SERIES_STEP_NAMES,
+    STEP_NAMES,
+    VARIANT_NAMES,
+    assert_one_line_error,
+    read_jsonl,
+    run_lab,
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +69,9 @@ def test_plan_with_leave_one_out_lists_every_step_but_one():
 def test_list_prints_steps_in_order_with_claims():
     result = run_lab("--list")
     assert result.returncode == 0
-    names = [line.split()[1] for line in result.stdout.splitlines() if line[:1].isdigit()]
-    assert names == STEP_NAMES
-    assert "-7 s on a V100" in result.stdout
+    numbered = [line.split() for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [row[1] for row in numbered] == STEP_NAMES + SERIES_STEP_NAMES
+    assert "Part 1: -7 s -> 301 s on a V100" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -193,3 +200,50 @@ def test_cpu_preset_network_learns_on_real_data(tmp_path):
     # 3 epochs x (16 + 16) workers
     assert m["worker_launches"] == record["expected"]["worker_launches"] == 96
     assert m["rng_calls"] == record["expected"]["rng_calls"]
+
+
+# ----------------------------------------------------------------------------- the whole series
+
+
+def test_series_full_plan_at_the_articles_scale():
+    result = run_lab(
+        "--plan", "--json", "--series", "full", "--preset", "dawnbench", "--device", "cpu"
+    )
+    assert result.returncode == 0, result.stderr
+    variants = json.loads(result.stdout)["variants"]
+    chain = [v for v in variants if v["role"] in ("baseline", "step")]
+    assert [v["name"] for v in chain] == [
+        "baseline",
+        *(f"+{name}" for name in STEP_NAMES + SERIES_STEP_NAMES),
+    ]
+    by_name = {v["name"]: v for v in chain}
+    assert by_name["+resnet9"]["params"] == 6_573_120
+    assert by_name["+resnet9"]["flops_per_image"] == 2_272_032_768
+    final = by_name["+tta"]
+    assert final["params"] == 6_570_880
+    assert final["batch_size"] == 512 and final["epochs"] == 10
+    assert final["train_steps"] == 10 * (50_000 // 512)  # the last partial batch dropped
+    assert final["expected_worker_launches"] == 0
+    assert by_name["+batch_768"]["config"]["lr_knots"] == [[0, 0], [8, 0.6], [30, 0]]
+
+
+def test_list_shows_each_steps_part_time_and_accuracy():
+    result = run_lab("--list")
+    assert result.returncode == 0, result.stderr
+    assert "Part 8: -7.5 s -> 26 s on a V100, 94.1% (with TTA)" in result.stdout
+    rows = json.loads(run_lab("--list", "--json").stdout)
+    assert [r["part"] for r in rows][6:11] == [2, 3, 3, 3, 4]
+    fp32 = next(r for r in rows if r["name"] == "fp32_batchnorm")
+    assert fp32["needs_precision"] == "fp16" and fp32["article_time_s"] == 186
+
+
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (["--all", "--series", "full"], ["--all and --series", "give one of them"]),
+        (["--steps", "ghost_batchnorm"], ["bn_splits=16", "drop_last"]),
+        (["--steps", "gpu_augmentation", "--set", "train_images=100"], ["train_images=100"]),
+    ],
+)
+def test_series_flags_that_cannot_run_fail_in_one_line(args, fragments):
+    assert_one_line_error(run_lab("--plan", "--preset", "smoke", *args), *fragments)

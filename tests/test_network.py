@@ -2,32 +2,37 @@ import pytest
 import torch
 from torch import nn
 
+from lab.config import Config
 from lab.network import build_resnet18, count_parameters, flops_per_image
 
 
+def resnet18(width: int = 64, prep_bn: bool = True) -> nn.Module:
+    return build_resnet18(Config(width=width, prep_bn=prep_bn))
+
+
 def test_parameter_counts_match_the_original():
-    assert count_parameters(build_resnet18(64, prep_bn=True)) == 5_205_962
-    assert count_parameters(build_resnet18(64, prep_bn=False)) == 5_205_834
+    assert count_parameters(resnet18(64, prep_bn=True)) == 5_205_962
+    assert count_parameters(resnet18(64, prep_bn=False)) == 5_205_834
 
 
 def test_flops_per_image_match_spec():
     # SPEC.md: torch.utils.flop_counter counts 2,756,474,880 forward+backward FLOPs per image.
-    assert flops_per_image(64, prep_bn=True) == 2_756_474_880
-    assert abs(flops_per_image(64, prep_bn=True) - 2.76e9) / 2.76e9 < 0.01
+    assert flops_per_image(Config()) == 2_756_474_880
+    assert abs(flops_per_image(Config()) - 2.76e9) / 2.76e9 < 0.01
 
 
 def test_duplicated_bn_relu_is_present_and_removable():
-    with_dup = build_resnet18(64, prep_bn=True)
+    with_dup = resnet18(64, prep_bn=True)
     prep = with_dup[0]
     assert [type(m) for m in prep] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
     # Block 1 starts with its own BN-ReLU on the prep's output: the duplicate.
     assert isinstance(with_dup[1].bn1, nn.BatchNorm2d)
-    without = build_resnet18(64, prep_bn=False)
+    without = resnet18(64, prep_bn=False)
     assert [type(m) for m in without[0]] == [nn.Conv2d]
 
 
 def test_structure_matches_spec():
-    model = build_resnet18(64)
+    model = resnet18(64)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert all(c.bias is None for c in convs)
     blocks = list(model)[1:9]
@@ -58,12 +63,14 @@ def test_structure_matches_spec():
 
 @pytest.mark.parametrize("width", [4, 16])
 def test_width_multiplier_scales_and_runs(width):
-    model = build_resnet18(width)
+    model = resnet18(width)
     out = model(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 10)
     assert model[-1].linear.in_features == 8 * width
 
 
 def test_width_must_be_positive():
-    with pytest.raises(ValueError):
-        build_resnet18(0)
+    from lab.errors import LabError
+
+    with pytest.raises(LabError, match="width"):
+        Config(width=0)

@@ -11,6 +11,7 @@ from lab.pipeline import (
     BulkChoices,
     CachedTestSet,
     CachedTrainSet,
+    Choice,
     PerSampleChoices,
     PerSampleTestSet,
     PerSampleTrainSet,
@@ -20,12 +21,13 @@ from lab.pipeline import (
 
 
 class FixedChoices:
-    """The same crop and flip for both pipelines, so their outputs can be compared."""
+    """The same crop, flip and cutout for both pipelines, so their outputs can be compared."""
 
     rng_calls_per_epoch = 0
 
-    def __init__(self, top: int, left: int, flip: bool) -> None:
-        self.choice = (top, left, flip, 0)
+    def __init__(self, top: int, left: int, flip: bool, cutout_at=None, cutout=0) -> None:
+        self.choice = Choice(top, left, flip, cutout_at, 0)
+        self.cutout = cutout
 
     def new_epoch(self, size, generator) -> None:
         pass
@@ -55,6 +57,18 @@ def test_cached_train_path_equals_the_original(images, top, left, flip):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+def test_cutout_is_the_same_square_in_both_paths_and_spares_the_cache(images):
+    pixels, labels = images
+    choices = FixedChoices(2, 6, True, cutout_at=(3, 20), cutout=8)
+    padded = preprocess(pixels, 4)
+    kept = padded.copy()
+    a = PerSampleTrainSet(pixels, labels, choices)[1][0]
+    b = CachedTrainSet(padded, labels, choices)[1][0]
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert (b[:, 3:11, 20:28] == 0).all() and (b[:, 11:, :] != 0).any()
+    assert np.array_equal(padded, kept)  # the square is written into a copy
+
+
 def test_cached_test_path_equals_the_original(images):
     pixels, labels = images
     original, cached = (
@@ -71,19 +85,25 @@ def test_centre_crop_without_flip_is_the_image_itself(images):
     torch.testing.assert_close(sample, expected)
 
 
-def test_per_sample_choices_make_three_rng_calls_each():
-    choices = PerSampleChoices()
-    top, left, flip, calls = choices(0)
-    assert calls == 3 and 0 <= top <= 8 and 0 <= left <= 8 and isinstance(flip, bool)
+def test_per_sample_choices_make_three_rng_calls_each_five_with_cutout():
+    choice = PerSampleChoices(cutout=0)(0)
+    assert choice.rng_calls == 3 and 0 <= choice.top <= 8 and 0 <= choice.left <= 8
+    assert choice.cutout_at is None
+    with_cutout = PerSampleChoices(cutout=8)(0)
+    assert with_cutout.rng_calls == 5 and all(0 <= x <= 24 for x in with_cutout.cutout_at)
 
 
 def test_bulk_choices_draw_once_per_epoch_and_cover_the_range():
-    choices = BulkChoices()
+    choices = BulkChoices(cutout=0)
     choices.new_epoch(10_000, torch.Generator().manual_seed(0))
     assert choices.rng_calls_per_epoch == 3
     assert set(np.unique(choices.tops)) == set(range(9))
     assert 0.45 < choices.flips.mean() < 0.55
-    assert choices(5)[3] == 0
+    assert choices(5).rng_calls == 0
+    with_cutout = BulkChoices(cutout=5)
+    with_cutout.new_epoch(10_000, torch.Generator().manual_seed(0))
+    assert with_cutout.rng_calls_per_epoch == 5
+    assert set(np.unique(with_cutout.cutout_tops)) == set(range(28))
 
 
 @pytest.mark.parametrize("workers", [0, 2])
