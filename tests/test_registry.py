@@ -36,7 +36,7 @@ EXACT = {"params", "worker_launches", "rng_calls", "train_steps", "epochs", "flo
 EXACT |= {"preprocess_s"}
 # Parts 2-8 change batch sizes (512, 768) and cut epochs by a step or two out of ten: on the
 # smoke preset's 500 images there would be no batch to drop and nothing to cut.
-SERIES_BASE = dataclasses.replace(PRESETS["smoke"].config, train_images=1600)
+SERIES_BASE = dataclasses.replace(PRESETS["smoke"].config, train_images=1100)
 
 
 _MEASURED: dict[tuple, dict[str, float]] = {}

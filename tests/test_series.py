@@ -238,13 +238,13 @@ def test_ghost_batchnorm_needs_whole_groups():
 
 
 def test_profiled_pass_of_the_final_network_spans_short_passes(real_cifar, tmp_path):
-    """At a small scale a pass of the device pipeline holds 3 batches of 512; a profiled pass
+    """At a small scale a pass of the device pipeline holds 2 batches of 512; a profiled pass
     needs 2K+2 steps and goes on into the next pass, as training does."""
     from lab.data import subset
     from lab.profiling import profile_in_subprocess
     from lab.registry import cumulative_variants
 
-    base = dataclasses.replace(get_preset("smoke").config, train_images=1600)
+    base = dataclasses.replace(get_preset("smoke").config, train_images=1100)
     final = cumulative_variants(base, series_steps("full"))[-1]
     data = subset(real_cifar, base.train_images, base.test_images, base.subset_seed)
     profile = profile_in_subprocess(final, data, torch.device("cpu"), 0, tmp_path / "run")
@@ -264,7 +264,7 @@ def test_smoke_series_full_trains_and_reports_every_step(tmp_path):
         "--preset",
         "smoke",
         "--set",
-        "train_images=1600",
+        "train_images=1100",
         "--rounds",
         "1",
         "--no-warmup",
