@@ -38,6 +38,8 @@ def draw_breakdown(summary: dict[str, Any], out: Path) -> list[Path]:
     """Write breakdown.png and breakdown.svg into `out` (profiled jobs only); return them."""
     variants = [v for v in summary["variants"] if "profile" in v]
     if not variants:
+        for stale in (out / f"{outputs.BREAKDOWN}.{ext}" for ext in outputs.CHART_FORMATS):
+            stale.unlink(missing_ok=True)  # a rebuild without profile.jsonl shows no old chart
         return []
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(variants) + 2), 5))
     top = 0.0

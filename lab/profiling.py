@@ -45,7 +45,7 @@ DATALOADER_TWIN = "enumerate(DataLoader)#lab.wait_for_batch.__next__"
 COMPUTE_PHASES = ("forward", "backward", "optimizer")
 MAX_RECORDED_STEPS = 8
 CHART_PHASES = ("data_wait", "h2d", "forward", "backward", "optimizer")
-NOT_OPERATORS = (LABEL_PREFIX, "ProfilerStep#")
+NOT_OPERATORS = (LABEL_PREFIX, "ProfilerStep")  # key_averages names the steps "ProfilerStep*"
 # A training step of this ResNet runs ~100 distinct operators; the cap only bounds a record
 # if a future network runs many more (the least self time goes first).
 MAX_OPERATORS = 400

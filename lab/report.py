@@ -298,10 +298,11 @@ def _passes_note(summary: dict[str, Any]) -> str:
         )
     chance = math.factorial(passes) ** 2 / math.factorial(2 * passes)
     return (
-        f"Medians of {passes} profiled passes per variant. A category is named only when every "
-        "pass of the later variant spent less per step in it than every pass of the earlier "
-        f"one (by chance alone: {chance:.0%} for a category that did not change); otherwise "
-        '"unclear".'
+        f"Medians of {passes} profiled passes per variant. A category is named only when its "
+        "fall per step exceeds what the profiler itself added to the two variants' passes and "
+        "every pass of the later variant spent less per step in it than every pass of the "
+        f"earlier one (by chance alone: {chance:.0%} for a category that did not change); "
+        'otherwise "unclear".'
     )
 
 

@@ -46,6 +46,9 @@ def write_tensorboard_logs(out: Path, summary: dict[str, Any], records: list[dic
     _log_chart(out, WATERFALL)
     if (out / f"{BREAKDOWN}.png").exists():
         _log_chart(out, BREAKDOWN)
+    else:
+        for old in (out / TENSORBOARD / BREAKDOWN).glob("events.out.tfevents.*"):
+            old.unlink()  # no profiles any more: no stale chart either
 
 
 def _log_chart(out: Path, stem: str) -> None:
