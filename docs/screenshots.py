@@ -179,7 +179,8 @@ def take(out: Path, binary: str, settle_s: float) -> list[Path]:
 
     port = free_port()
     board = subprocess.Popen(
-        [sys.executable, "-m", "lab.tensorboard", str(out), "--port", str(port)],
+        # Relative to the checkout, so the pictures show "reports/...", not this machine's path.
+        [sys.executable, "-m", "lab.tensorboard", os.path.relpath(out, REPO), "--port", str(port)],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import outputs
-from lab.waterfall import _save, plt
+from lab.waterfall import plt, save_chart
 
 # Phase keys of `summary.phase_values`, in stacking order, with their legend labels and colours.
 PHASES = {
@@ -83,4 +83,4 @@ def draw_breakdown(summary: dict[str, Any], out: Path) -> list[Path]:
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, out, outputs.BREAKDOWN)
+    return save_chart(fig, out, outputs.BREAKDOWN)
