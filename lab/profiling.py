@@ -1,12 +1,15 @@
 """Profiled passes: where each variant's time goes, as TensorBoard traces.
 
-Each variant gets one profiled pass, separate from its timed runs and in a child process of its
-own. In one training pass: the first step (starting the pass and its workers) and K more steps
-run unprofiled, timed step by step (the schedule's wait); one warm-up step; K recorded steps
-(K = 8, fewer for short passes); then the test evaluation (a fresh loader pass, so its worker
-start-up is in it) and, for variants that preprocess, the one-off preprocessing re-run, each
-recorded as one more step. The profiler's overhead is the recorded steps' wall time against the
-K unprofiled steps of the same pass. Phases are labelled with `record_function("lab/<phase>")`.
+Each variant gets one profiled pass (or `--profile-passes N`), separate from its timed runs and
+in a child process of its own. In one training pass: the first step (starting the pass and its
+workers) and K more steps run unprofiled, timed step by step (the schedule's wait); one warm-up
+step; K recorded steps (K = 8, fewer for short passes); then the test evaluation (a fresh loader
+pass, so its worker start-up is in it) and, for variants that preprocess, the one-off
+preprocessing re-run, each recorded as one more step. The profiler's overhead is the recorded
+steps' wall time against the K unprofiled steps of the same pass. Phases are labelled with
+`record_function("lab/<phase>")`. Each pass also keeps torch.profiler's per-operator aggregation
+of the recorded training steps (`operator_table`) and the cores the training process and its
+DataLoader workers used (`lab.cpuload`, from /proc: the workers are not in a CPU trace).
 
 torch-tb-profiler 0.4.3 only counts events named `enumerate(DataLoader)#...__next__` in the
 operator category as DataLoader time, but current PyTorch records them as `user_annotation`,

@@ -328,7 +328,7 @@ def _contention_lines(summary: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {v['name']} | {processes} | {_cores(cpu['workers_cores'])} "
             f"| {_cores(cpu['main_cores'])} "
-            f"| {cpu['machine_cores']} ({cpu['usable_cores']}) "
+            f"| {cpu['machine_cores']:g} ({cpu['usable_cores']:g}) "
             f"| {_cores(quiet.get('workers_cores'))} / {_cores(quiet.get('main_cores'))} |"
         )
     lines.append("")
@@ -365,12 +365,12 @@ def contention_reading(
         return ""
     return (
         f"{name}: before it, {_workers_phrase(before)} during the recorded steps on a "
-        f"{before['machine_cores']}-core machine, the main process {before['main_cores']:.2f}; "
+        f"{before['machine_cores']:g}-core machine, the main process {before['main_cores']:.2f}; "
         f"after it, {_workers_phrase(after)}, the main process {after['main_cores']:.2f}."
     )
 
 
-OP_DIFF_SHOWN = 6
+OP_DIFF_SHOWN = 8
 
 
 def _op_diff_lines(summary: dict[str, Any]) -> list[str]:
