@@ -70,7 +70,7 @@ class Job:
     warmup: bool = True  # one discarded baseline run before round 0
     control: bool = True  # a second copy of the baseline in every round (jobs of 2+ variants)
     leave_one_out: bool = False  # also every variant with all steps but one
-    profile: bool = True  # one profiled pass per cumulative variant after the timed rounds
+    profile: bool = True  # profiled passes of each cumulative variant after the timed rounds
     with_stack: bool = False  # Python stacks in the traces
     profile_passes: int = 1  # profiled passes per cumulative variant, interleaved like rounds
     peak_tflops: float | None = None  # the floor's peak, instead of measured / vendor
