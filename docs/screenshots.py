@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -184,6 +185,9 @@ def take(out: Path, binary: str, settle_s: float) -> list[Path]:
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # Its own process group: torch-tb-profiler loads traces in spawned processes that
+        # outlive a terminated TensorBoard; the group is ended whole below.
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     written = []
@@ -208,7 +212,7 @@ def take(out: Path, binary: str, settle_s: float) -> list[Path]:
             finally:
                 browser.close()
     finally:
-        board.terminate()
+        os.killpg(board.pid, signal.SIGTERM)
         board.wait(timeout=30)
     return written
 
