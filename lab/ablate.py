@@ -153,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
         "where-the-time-goes table)",
     )
     profiling.add_argument(
+        "--profile-passes",
+        type=int,
+        metavar="N",
+        help="profiled passes per cumulative variant (default 1), interleaved like the rounds; "
+        "with 2 or more the breakdown shows medians and spread, and a category or an "
+        "operator's time change is named as a cause only outside that spread",
+    )
+    profiling.add_argument(
         "--with-stack",
         action="store_true",
         default=None,
@@ -214,10 +222,13 @@ def requested_fields(args: argparse.Namespace) -> dict[str, Any]:
         "leave_one_out": args.leave_one_out,
         "profile": False if args.no_profile else None,
         "with_stack": args.with_stack,
+        "profile_passes": args.profile_passes,
         "peak_tflops": args.peak_tflops,
     }
     if args.rounds is not None and args.rounds < 1:
         raise LabError(f"--rounds {args.rounds}: must be >= 1")
+    if args.profile_passes is not None and args.profile_passes < 1:
+        raise LabError(f"--profile-passes {args.profile_passes}: must be >= 1")
     if args.peak_tflops is not None and args.peak_tflops <= 0:
         raise LabError(f"--peak-tflops {args.peak_tflops:g}: must be > 0")
     return {name: value for name, value in fields.items() if value is not None}
@@ -242,6 +253,7 @@ def new_job(args: argparse.Namespace, data: DataSource | None) -> Job:
         leave_one_out=given.get("leave_one_out", False),
         profile=given.get("profile", True),
         with_stack=given.get("with_stack", False),
+        profile_passes=given.get("profile_passes", 1),
         peak_tflops=given.get("peak_tflops"),
         data=data,
     )

@@ -34,6 +34,9 @@ from lab.registry import (
 )
 
 PLAN_SCHEMA_VERSION = 2
+# Seeds the profiled passes' shuffles with three words ([order_seed, 1, pass]), apart from the
+# rounds' two-word seeds, so the two never share a shuffle.
+PROFILE_STREAM = 1
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,9 @@ class Job:
     warmup: bool = True  # one discarded baseline run before round 0
     control: bool = True  # a second copy of the baseline in every round (jobs of 2+ variants)
     leave_one_out: bool = False  # also every variant with all steps but one
-    profile: bool = True  # one profiled pass per cumulative variant after the timed rounds
+    profile: bool = True  # profiled passes of each cumulative variant after the timed rounds
     with_stack: bool = False  # Python stacks in the traces
+    profile_passes: int = 1  # profiled passes per cumulative variant, interleaved like rounds
     peak_tflops: float | None = None  # the floor's peak, instead of measured / vendor
     data: DataSource | None = None  # None only for `--plan`, which trains nothing
 
@@ -104,6 +108,17 @@ class Job:
                 Slot(variants[index], round_index, position) for position, index in enumerate(order)
             )
         return slots
+
+    def profile_order(self, targets: list[Variant]) -> list[tuple[int, Variant]]:
+        """(pass, variant) for every profiled pass: pass 0 of every target in a shuffled
+        order, then pass 1, ..., as the timed rounds interleave, so drift during the passes
+        falls on every variant alike. Reproducible from `order_seed` (a stream of its own:
+        the rounds' shuffles are not reused)."""
+        order = []
+        for pass_index in range(self.profile_passes):
+            rng = np.random.default_rng([self.order_seed, PROFILE_STREAM, pass_index])
+            order.extend((pass_index, targets[int(i)]) for i in rng.permutation(len(targets)))
+        return order
 
     # ------------------------------------------------------------------------- storage
 

@@ -12,6 +12,7 @@ SESSIONS = "sessions.jsonl"  # one record per invocation: data loading and wall 
 SUMMARY = "summary.json"
 REPORT = "report.md"
 WATERFALL = "waterfall"  # .png and .svg
+BREAKDOWN = "breakdown"  # .png and .svg: recorded step time per phase, per variant (profiled)
 LEAVE_ONE_OUT = "leave-one-out"  # .png and .svg, with --leave-one-out
 TENSORBOARD = "tb"  # the TensorBoard logdir
 CHART_FORMATS = ("png", "svg")

@@ -1,12 +1,15 @@
 """Profiled passes: where each variant's time goes, as TensorBoard traces.
 
-Each variant gets one profiled pass, separate from its timed runs and in a child process of its
-own. In one training pass: the first step (starting the pass and its workers) and K more steps
-run unprofiled, timed step by step (the schedule's wait); one warm-up step; K recorded steps
-(K = 8, fewer for short passes); then the test evaluation (a fresh loader pass, so its worker
-start-up is in it) and, for variants that preprocess, the one-off preprocessing re-run, each
-recorded as one more step. The profiler's overhead is the recorded steps' wall time against the
-K unprofiled steps of the same pass. Phases are labelled with `record_function("lab/<phase>")`.
+Each variant gets one profiled pass (or `--profile-passes N`), separate from its timed runs and
+in a child process of its own. In one training pass: the first step (starting the pass and its
+workers) and K more steps run unprofiled, timed step by step (the schedule's wait); one warm-up
+step; K recorded steps (K = 8, fewer for short passes); then the test evaluation (a fresh loader
+pass, so its worker start-up is in it) and, for variants that preprocess, the one-off
+preprocessing re-run, each recorded as one more step. The profiler's overhead is the recorded
+steps' wall time against the K unprofiled steps of the same pass. Phases are labelled with
+`record_function("lab/<phase>")`. Each pass also keeps torch.profiler's per-operator aggregation
+of the recorded training steps (`operator_table`) and the cores the training process and its
+DataLoader workers used (`lab.cpuload`, from /proc: the workers are not in a CPU trace).
 
 torch-tb-profiler 0.4.3 only counts events named `enumerate(DataLoader)#...__next__` in the
 operator category as DataLoader time, but current PyTorch records them as `user_annotation`,
@@ -25,6 +28,7 @@ import multiprocessing
 import os
 import sys
 import tempfile
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +37,7 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
+from lab.cpuload import Snapshot, cores_used, snapshot
 from lab.data import Cifar
 from lab.pipeline import PAD, preprocess
 from lab.registry import Variant
@@ -42,6 +47,11 @@ LABEL_PREFIX = "lab/"
 DATALOADER_TWIN = "enumerate(DataLoader)#lab.wait_for_batch.__next__"
 COMPUTE_PHASES = ("forward", "backward", "optimizer")
 MAX_RECORDED_STEPS = 8
+CHART_PHASES = ("data_wait", "h2d", "forward", "backward", "optimizer")
+NOT_OPERATORS = (LABEL_PREFIX, "ProfilerStep")  # key_averages names the steps "ProfilerStep*"
+# A training step of this ResNet runs ~100 distinct operators; the cap only bounds a record
+# if a future network runs many more (the least self time goes first).
+MAX_OPERATORS = 400
 # Lines the profiler's C++ side prints on every pass that say nothing about this run.
 PROFILER_NOISE = (
     "SyncActivityProfilerHandler.cpp",  # USDT: ... profiler_start / profiler_stop
@@ -104,6 +114,7 @@ def breakdown_from_trace(trace_path: Path, trace: dict[str, Any] | None = None) 
     compute_s = sum(inside(s, phase) for s in train_steps for phase in COMPUTE_PHASES)
     h2d_s = sum(inside(s, "h2d") for s in train_steps)
     other_s = max(step_s - data_s - compute_s, 0.0)
+    phases = {name: sum(inside(s, name) for s in train_steps) for name in CHART_PHASES}
     return {
         "train_steps": len(train_steps),
         "step_s": step_s,
@@ -118,7 +129,34 @@ def breakdown_from_trace(trace_path: Path, trace: dict[str, Any] | None = None) 
         },
         "eval_s": sum(inside(s, "eval") for s in steps),
         "preprocess_s": sum(inside(s, "preprocess") for s in steps),
+        # Each labelled phase apart, for the breakdown chart; the rest of a step is
+        # step_s - sum(phases_s).
+        "phases_s": phases,
     }
+
+
+def operator_table(events: list[Any], before_us: float, device: bool) -> list[dict[str, Any]]:
+    """Per operator over the recorded training steps: calls and self seconds, aggregated as
+    `key_averages()` does (one `FunctionEventAvg` per name) but over the events that start
+    before `before_us` (the evaluation), so the evaluation and the preprocessing steps are
+    left out. The lab's own phase ranges and the profiler's step ranges are not operators."""
+    from torch.autograd.profiler_util import FunctionEventAvg
+
+    totals: dict[str, FunctionEventAvg] = defaultdict(FunctionEventAvg)
+    for event in events:
+        if event.time_range.start < before_us and not event.key.startswith(NOT_OPERATORS):
+            totals[event.key].add(event)
+    rows = [
+        {
+            "name": name,
+            "calls": average.count,
+            "self_s": average.self_cpu_time_total / 1e6,
+            "self_device_s": average.self_device_time_total / 1e6 if device else None,
+        }
+        for name, average in totals.items()
+    ]
+    rows.sort(key=lambda row: -row["self_s"])
+    return rows[:MAX_OPERATORS]
 
 
 @contextmanager
@@ -156,8 +194,11 @@ def profile_variant(
     seed: int,
     run_dir: Path,
     with_stack: bool = False,
+    keep: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """One profiled pass of `variant`, in this process; writes its trace into `run_dir`.
+    """One profiled pass of `variant`, in this process; writes its trace into `run_dir`, where
+    `keep` names the traces of earlier passes (any other trace there is a leftover of an
+    interrupted pass and is removed).
 
     Steps of one training pass: step 0 starts the pass (worker start-up; not timed), steps
     1..K run unprofiled and timed (the schedule's wait), step K+1 is the warm-up, steps
@@ -166,12 +207,19 @@ def profile_variant(
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in run_dir.glob("*.pt.trace.json*"):
-        stale.unlink()  # a pass interrupted before its record was written
+        if stale.name not in keep:
+            stale.unlink()  # a pass interrupted before its record was written
     trainer = Trainer(variant.config, data, device, seed)
     k = recorded_steps(trainer.pipeline.steps_per_epoch)
-    preprocesses = variant.config.preprocessing == "cached"
+    # The loader's whole-set preprocessing is re-run and recorded; the device pipeline's (a
+    # copy, normalise, pad on the device) is measured in the timed runs only.
+    preprocesses = variant.config.preprocessing == "cached" and variant.config.data_path == "loader"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     stamps: list[float] = []
+    # CPU snapshots when the unprofiled steps start and end, and the recorded ones: keyed by
+    # how many steps had ended when each was taken.
+    cpu: dict[int, Snapshot] = {}
+    windows = (1, k + 1, k + 2, 2 * k + 2)
     with (
         quiet_profiler_banner(),
         profile(
@@ -193,6 +241,8 @@ def profile_variant(
 
         def after_step() -> None:
             stamps.append(trainer.timer.now())  # before the profiler's own step work
+            if len(stamps) in windows:
+                cpu[len(stamps)] = snapshot()
             profiler.step()
 
         # A short pass (a large batch on a small subset) cannot hold 2K+2 steps: go on into
@@ -214,6 +264,9 @@ def profile_variant(
                 preprocess(data.train_images, PAD)
                 preprocess(data.test_images, 0)
             profiler.step()
+    events = profiler.events()
+    eval_start = min(e.time_range.start for e in events if e.name == LABEL_PREFIX + "eval")
+    operators = operator_table(events, eval_start, device.type == "cuda")
     unprofiled_s = stamps[k] - stamps[0]  # steps 1..k
     profiled_s = stamps[2 * k + 1] - stamps[k + 1]  # steps k+2..2k+1
     written = max(run_dir.glob("*.pt.trace.json"), key=lambda p: p.stat().st_mtime)
@@ -230,6 +283,11 @@ def profile_variant(
         "dataloader_events_added": twins,
         "with_stack": with_stack,
         "breakdown": breakdown_from_trace(trace, content),
+        "operators": operators,
+        "cpu": {
+            **cores_used(cpu[k + 2], cpu[2 * k + 2]),  # the recorded steps
+            "unprofiled": cores_used(cpu[1], cpu[k + 1]),  # steps 1..k, profiler off
+        },
     }
 
 
@@ -251,6 +309,7 @@ def profile_in_subprocess(
     seed: int,
     run_dir: Path,
     with_stack: bool = False,
+    keep: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """`profile_variant` in a child process, so the profiler's memory (gigabytes on a CPU)
     is returned to the system when the pass ends and never touches the timed runs' process.
@@ -263,7 +322,7 @@ def profile_in_subprocess(
         args=(
             queue,
             multiprocessing.get_start_method(),
-            (variant, data, device, seed, run_dir, with_stack),
+            (variant, data, device, seed, run_dir, with_stack, keep),
         ),
     )
     child.start()

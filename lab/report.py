@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from lab import article, outputs
+from lab.breakdown import draw_breakdown
 from lab.counters import COUNTERS, SHOWN_CHANGE
 from lab.errors import LabError
 from lab.records import read_records
@@ -329,6 +331,184 @@ def _wall(summary: dict[str, Any]) -> str:
     )
 
 
+# ----------------------------------------------------------------------------- why each step saves
+
+
+def _passes_note(summary: dict[str, Any]) -> str:
+    """How many profiled passes the breakdown rests on, and the rule that names a category."""
+    profiled = [v["profile"] for v in summary["variants"] if "profile" in v]
+    if not profiled:
+        return ""
+    passes = min(p["passes"] for p in profiled)
+    if passes == 1:
+        return (
+            "One profiled pass per variant (`--profile-passes 1`): there is no spread to judge "
+            "a change by, so a category is named only when its fall per step exceeds what the "
+            "profiler itself added to the two passes (profiled minus unprofiled steps); "
+            'otherwise "unclear". Run with `--profile-passes 3` for medians and spread.'
+        )
+    chance = math.factorial(passes) ** 2 / math.factorial(2 * passes)
+    return (
+        f"Medians of {passes} profiled passes per variant. A category is named only when its "
+        "fall per step exceeds what the profiler itself added to the two variants' passes and "
+        "every pass of the later variant spent less per step in it than every pass of the "
+        f"earlier one (by chance alone: {chance:.0%} for a category that did not change); "
+        'otherwise "unclear".'
+    )
+
+
+def _cores(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _contention_lines(summary: dict[str, Any]) -> list[str]:
+    """Cores used by the main process and the DataLoader workers during the recorded steps,
+    and what each step that changed the workers did to them, in words from the numbers."""
+    chain = [v for v in summary["variants"] if v.get("profile", {}).get("cpu")]
+    if not chain:
+        return []
+    lines = [
+        "| variant | worker processes | workers' cores | main process cores | machine "
+        "(usable) cores | without the profiler: workers / main |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for v in chain:
+        cpu = v["profile"]["cpu"]
+        quiet = cpu.get("unprofiled") or {}
+        processes = "n/a" if cpu["worker_processes"] is None else f"{cpu['worker_processes']:g}"
+        lines.append(
+            f"| {v['name']} | {processes} | {_cores(cpu['workers_cores'])} "
+            f"| {_cores(cpu['main_cores'])} "
+            f"| {cpu['machine_cores']:g} ({cpu['usable_cores']:g}) "
+            f"| {_cores(quiet.get('workers_cores'))} / {_cores(quiet.get('main_cores'))} |"
+        )
+    lines.append("")
+    order = [v for v in summary["variants"] if v["role"] in ("baseline", "step")]
+    for before, after, step in zip(order, order[1:], summary["steps"], strict=False):
+        reading = contention_reading(
+            step["name"],
+            before.get("profile", {}).get("cpu"),
+            after.get("profile", {}).get("cpu"),
+        )
+        if reading:
+            lines.append(f"- {reading}")
+    return lines
+
+
+def _workers_phrase(cpu: dict[str, Any]) -> str:
+    count = cpu["worker_processes"]
+    if not count:
+        return "no worker process ran (the main thread loaded the data)"
+    plural = "es" if count != 1 else ""
+    return f"{count:.0f} worker process{plural} used {cpu['workers_cores']:.2f} cores"
+
+
+def contention_reading(
+    name: str, before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> str:
+    """'single_worker: before it, 16 worker processes used 1.10 cores during the recorded
+    steps on a 2-core machine, the main process 0.85; after it, 1 worker process used 0.30
+    cores, the main process 1.60.' Empty when the step did not change the worker processes
+    or a figure is missing (no /proc)."""
+    if not before or not after or None in (before["workers_cores"], after["workers_cores"]):
+        return ""
+    if before["worker_processes"] == after["worker_processes"]:
+        return ""
+    return (
+        f"{name}: before it, {_workers_phrase(before)} during the recorded steps on a "
+        f"{before['machine_cores']:g}-core machine, the main process {before['main_cores']:.2f}; "
+        f"after it, {_workers_phrase(after)}, the main process {after['main_cores']:.2f}."
+    )
+
+
+OP_DIFF_SHOWN = 8
+
+
+def _op_diff_lines(summary: dict[str, Any]) -> list[str]:
+    """Per step, the operators whose calls or self time per recorded step changed most."""
+    steps = [s for s in summary["steps"] if s.get("op_diff")]
+    if not steps:
+        return []
+    passes = min(v["profile"]["passes"] for v in summary["variants"] if "profile" in v)
+    lines = [
+        "## Operator diff per step",
+        "",
+        "Per recorded training step, from torch.profiler's per-operator aggregation of each "
+        "pass (medians over passes): calls are exact counts; self times are noisy"
+        + (
+            ": with one profiled pass none is called a cause."
+            if passes == 1
+            else f": a time change is marked * only when every one of the {passes} passes "
+            "after it is on one side of every pass before it."
+        )
+        + " Worker processes are not traced: work done in DataLoader workers (per-sample "
+        "decoding, augmentation and its RNG) is absent from these counts.",
+        "",
+    ]
+    for step in steps:
+        lines += [
+            f"**{step['name']}**",
+            "",
+            "| operator | calls before | calls after | change | self ms before | self ms after "
+            "| change |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for row in step["op_diff"][:OP_DIFF_SHOWN]:
+            mark = " *" if row["beyond_spread"] else ""
+            lines.append(
+                f"| `{row['name']}` | {row['calls_before']:g} | {row['calls_after']:g} | "
+                f"{row['calls_change']:+g} | {1e3 * row['self_s_before']:.2f} | "
+                f"{1e3 * row['self_s_after']:.2f} | {1e3 * row['self_s_change']:+.2f}{mark} |"
+            )
+        note = rng_note(step)
+        lines += ["", *([note, ""] if note else [])]
+    return lines
+
+
+RNG_OPERATORS = ("aten::randint", "aten::rand", "aten::random_", "aten::uniform_")
+
+
+def rng_note(step: dict[str, Any]) -> str:
+    """Where the RNG calls of an augmentation step went, from the diff: traced (their calls
+    changed in the main process) or not (drawn in worker processes, or outside the recorded
+    steps)."""
+    if step["counter_deltas"].get("rng_calls", 0) == 0:
+        return ""
+    traced = [r for r in step["op_diff"] if r["name"].startswith(RNG_OPERATORS)]
+    if traced:
+        moves = ", ".join(f"`{r['name']}` {r['calls_change']:+g}" for r in traced)
+        return f"RNG operator calls per step in the traced process: {moves}."
+    return (
+        f"The runs' RNG calls changed by {step['counter_deltas']['rng_calls']:+,.0f}, but no RNG "
+        "operator call changed in the trace: per-sample draws were made in DataLoader worker "
+        "processes (not traced), and bulk draws once at the start of each epoch, before the "
+        "recorded steps. With a main-thread loader (`train_workers=0`) per-sample draws would "
+        "show here as `aten::randint`/`aten::rand` calls."
+    )
+
+
+def _breakdown_lines(summary: dict[str, Any]) -> list[str]:
+    """The passes note, the breakdown chart and the CPU the workers took."""
+    if not any("profile" in v for v in summary["variants"]):
+        return []
+    lines = [_passes_note(summary), "", f"![breakdown]({outputs.BREAKDOWN}.png)", ""]
+    contention = _contention_lines(summary)
+    if contention:
+        lines += [
+            "### Who used the cores",
+            "",
+            "CPU seconds per second of wall time (cores kept busy) during the recorded "
+            "training steps, read from /proc for the DataLoader worker processes, which the "
+            "trace does not show; the last column is the same over the pass's unprofiled "
+            "steps. Workers that take the cores slow the training loop's operators: on a CPU "
+            "that shows up as compute, not as waiting for data.",
+            "",
+            *contention,
+            "",
+        ]
+    return lines
+
+
 def render_report(summary: dict[str, Any]) -> str:
     meta = summary["meta"]
     chain = len(summary["steps"]) + 1
@@ -385,14 +565,16 @@ def render_report(summary: dict[str, Any]) -> str:
         *_leave_one_out_table(summary),
         "## Where the time goes",
         "",
-        "From one profiled pass per variant, apart from the timed runs: the recorded training "
+        "From the profiled passes, apart from the timed runs: the recorded training "
         "steps of a pass in steady state (data = waiting for the next batch, compute = forward + "
         "backward + optimiser, other = the rest: host-to-device copy, Python); profiler overhead "
-        "= those steps against the same number of unprofiled steps of the same pass. A single "
-        "pass is indicative only. Open the traces with `python -m lab.tensorboard <out>`.",
+        "= those steps against the same number of unprofiled steps of the same pass. "
+        "Open the traces with `python -m lab.tensorboard <out>`.",
         "",
         *_where_table(summary),
         "",
+        *_breakdown_lines(summary),
+        *_op_diff_lines(summary),
         "## The floor",
         "",
         *_floor_lines(summary),
@@ -421,6 +603,7 @@ def write_report(out: Path) -> dict[str, Any]:
     )
     (out / outputs.SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
     draw_waterfall(summary, out)
+    draw_breakdown(summary, out)
     if summary["leave_one_out"]:
         draw_leave_one_out(summary, out)
     (out / outputs.REPORT).write_text(render_report(summary))

@@ -169,9 +169,12 @@ def run_timed(job: Job, out: Path, subsets: SubsetCache, progress: Progress, pea
     return len(todo)
 
 
-def profiled_variants(out: Path) -> set[str]:
+def profiled_passes(out: Path) -> dict[tuple[str, int], str]:
+    """(variant, pass) -> trace file of every profiled pass recorded (records written before
+    `--profile-passes` existed are pass 0)."""
     path = out / outputs.PROFILE
-    return {r["variant"] for r in read_records(path)} if path.exists() else set()
+    records = read_records(path) if path.exists() else []
+    return {(r["variant"], r.get("pass", 0)): r["trace"] for r in records}
 
 
 def profile_targets(job: Job) -> list[Variant]:
@@ -180,13 +183,18 @@ def profile_targets(job: Job) -> list[Variant]:
 
 
 def run_profiles(job: Job, out: Path, subsets: SubsetCache, progress: Progress) -> int:
-    """One profiled pass per cumulative variant not yet profiled, appended to profile.jsonl."""
+    """Every profiled pass not yet recorded, pass 0 of every cumulative variant in a shuffled
+    order, then pass 1, ...; each appended to profile.jsonl as it ends."""
     device = torch.device(job.device)
-    done = profiled_variants(out)
-    todo = [(i, v) for i, v in enumerate(profile_targets(job)) if v.name not in done]
-    for index, variant in todo:
-        progress.start_run(f"{variant.name} profiled pass")
-        run_name = tb_run_name(index, variant.name)
+    targets = profile_targets(job)
+    index_of = {v.name: i for i, v in enumerate(targets)}
+    done = profiled_passes(out)
+    todo = [(p, v) for p, v in job.profile_order(targets) if (v.name, p) not in done]
+    for pass_index, variant in todo:
+        label = f"pass {pass_index + 1}/{job.profile_passes}" if job.profile_passes > 1 else "pass"
+        progress.start_run(f"{variant.name} profiled {label}")
+        run_name = tb_run_name(index_of[variant.name], variant.name)
+        kept = frozenset(trace for (name, _), trace in done.items() if name == variant.name)
         result = profile_in_subprocess(
             variant,
             subsets(variant.config),
@@ -194,7 +202,9 @@ def run_profiles(job: Job, out: Path, subsets: SubsetCache, progress: Progress) 
             job.seed,
             out / outputs.TENSORBOARD / run_name,
             with_stack=job.with_stack,
+            keep=kept,
         )
+        done[(variant.name, pass_index)] = result["trace"]
         append_record(
             out / outputs.PROFILE,
             {
@@ -204,13 +214,14 @@ def run_profiles(job: Job, out: Path, subsets: SubsetCache, progress: Progress) 
                 "role": variant.role,
                 "steps": list(variant.steps),
                 "tb_run": run_name,
+                "pass": pass_index,
                 "config": variant.config.to_dict(),
                 **result,
             },
         )
         shares = result["breakdown"]["shares"]
         progress.write(
-            f"{variant.name} profiled: data {shares['data']:.0%}, compute "
+            f"{variant.name} profiled {label}: data {shares['data']:.0%}, compute "
             f"{shares['compute']:.0%}, other {shares['other']:.0%} of step time "
             f"(trace in {out / outputs.TENSORBOARD / run_name})"
         )

@@ -318,7 +318,8 @@ def floor_summary(records: list[dict[str, Any]], measured_total_s: float) -> dic
 
 
 def where_saving_came_from(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
-    """Per category, how the profiled steps' seconds moved; the biggest decrease names it."""
+    """Per category, how the profiled steps' seconds moved (medians over passes), and the
+    category named by `attribute`'s rule, or "unclear"."""
     if "profile" not in before or "profile" not in after:
         return None
     deltas = {
@@ -327,11 +328,12 @@ def where_saving_came_from(before: dict[str, Any], after: dict[str, Any]) -> dic
     share_moves = {
         c: [before["profile"]["shares"][c], after["profile"]["shares"][c]] for c in CATEGORIES
     }
-    biggest = min(deltas, key=deltas.get)
+    attribution = attribute(before["profile"], after["profile"])
     return {
         "seconds_change": deltas,
         "shares": share_moves,
-        "came_from": biggest if deltas[biggest] < 0 else "none (no category got faster)",
+        "came_from": attribution.pop("came_from"),
+        "attribution": attribution,
     }
 
 
@@ -400,13 +402,15 @@ def build_summary(
         key=lambda v: len(v["steps"]),
     )
     others = [v for v in summaries.values() if v["role"] in (CONTROL, LEAVE_ONE_OUT)]
-    profile_by_variant = {p["variant"]: p for p in profiles or []}
+    profile_by_variant: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for profile in profiles or []:
+        profile_by_variant[profile["variant"]].append(profile)
     for variant in chain + others:
         variant["floor"] = floor_summary(
             by_variant[variant["name"]], variant["timing"]["total_s"]["median"]
         )
         if variant["name"] in profile_by_variant:
-            variant["profile"] = profile_summary(profile_by_variant[variant["name"]])
+            variant["profile"] = passes_summary(profile_by_variant[variant["name"]])
     baseline_s = chain[0]["timing"]["total_s"]["median"] if chain else 0.0
     ratios, steps, time_s = [], [], baseline_s
     for before, after in zip(chain, chain[1:], strict=False):
@@ -414,6 +418,10 @@ def build_summary(
         ratios.append(ratio)
         step = summarise_step(before, after, ratio, time_s)
         step["where"] = where_saving_came_from(before, after)
+        if before["name"] in profile_by_variant and after["name"] in profile_by_variant:
+            step["op_diff"] = op_diff(
+                profile_by_variant[before["name"]], profile_by_variant[after["name"]]
+            )
         steps.append(step)
         time_s = step["time_s"]
     for variant, estimate in zip(chain, [baseline_s, *(s["time_s"] for s in steps)], strict=True):
@@ -452,3 +460,191 @@ def build_summary(
         "article": _article_totals(steps),
         "profiled": bool(profile_by_variant),
     }
+
+
+# ----------------------------------------------------------------------------- repeated passes
+# Profiled passes are noisy (the profiler's own overhead ranged from +7% to +215% between the
+# variants of one job), so a category or an operator's time is called the cause of a saving
+# only when the passes show a change larger than their own spread (docs/profiling.md).
+
+OP_DIFF_BY_CALLS = 12  # operators whose calls per step changed most (relative change)
+OP_DIFF_BY_TIME = 4  # then those whose self time per step changed most
+
+
+def _per_step(record: dict[str, Any], seconds: float) -> float:
+    return seconds / max(record["breakdown"]["train_steps"], 1)
+
+
+def category_values(record: dict[str, Any]) -> dict[str, float]:
+    """Seconds per recorded training step of one pass, per category."""
+    breakdown = record["breakdown"]
+    return {c: _per_step(record, breakdown[f"{c}_s"]) for c in CATEGORIES}
+
+
+def phase_values(record: dict[str, Any]) -> dict[str, float]:
+    """Seconds per recorded training step of one pass, per phase of the breakdown chart; a
+    record written before the phases were kept apart gives compute as one block."""
+    breakdown = record["breakdown"]
+    phases = breakdown.get("phases_s")
+    if phases is None:
+        parts = {
+            "data_wait": breakdown["data_s"],
+            "h2d": breakdown["h2d_s"],
+            "compute": breakdown["compute_s"],
+        }
+    else:
+        parts = dict(phases)
+    parts["other"] = max(breakdown["step_s"] - sum(parts.values()), 0.0)
+    return {name: _per_step(record, seconds) for name, seconds in parts.items()}
+
+
+def profiler_added_s(record: dict[str, Any]) -> float:
+    """Seconds per recorded step the profiler added to this pass: its measured distortion."""
+    return _per_step(record, abs(record["profiled_steps_s"] - record["unprofiled_steps_s"]))
+
+
+def _cpu_medians(passes: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Median over passes of each CPU figure (None for records without them)."""
+    found = [p["cpu"] for p in passes if p.get("cpu")]
+    if not found:
+        return None
+
+    def medians(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, v in rows[0].items() if not isinstance(v, dict)]
+        return {
+            k: None if any(r.get(k) is None for r in rows) else median([r[k] for r in rows])
+            for k in keys
+        }
+
+    summary = medians(found)
+    if all("unprofiled" in c for c in found):
+        summary["unprofiled"] = medians([c["unprofiled"] for c in found])
+    return summary
+
+
+def passes_summary(passes: list[dict[str, Any]]) -> dict[str, Any]:
+    """A variant's profile over its passes: `profile_summary`'s fields as medians, plus the
+    per-step values of every pass (what the attribution rule compares), the breakdown chart's
+    phases and the CPU use of the main process and the workers."""
+    passes = sorted(passes, key=lambda p: p.get("pass", 0))
+    each = [profile_summary(p) for p in passes]
+    summary = dict(each[0])
+    summary["seconds"] = {k: median([e["seconds"][k] for e in each]) for k in each[0]["seconds"]}
+    total = sum(summary["seconds"][c] for c in CATEGORIES)
+    summary["shares"] = {c: summary["seconds"][c] / total if total else 0.0 for c in CATEGORIES}
+    for key in ("profiled_steps_s", "unprofiled_steps_s", "profiler_overhead"):
+        summary[key] = median([e[key] for e in each])
+    phases = [phase_values(p) for p in passes]
+    step_totals = [sum(v.values()) for v in phases]
+    summary.update(
+        {
+            "passes": len(passes),
+            "traces": [p["trace"] for p in passes],
+            "per_step_s": {c: [category_values(p)[c] for p in passes] for c in CATEGORIES},
+            "profiler_added_per_step_s": [profiler_added_s(p) for p in passes],
+            "phases_per_step_s": {k: median([v[k] for v in phases]) for k in phases[0]},
+            "step_per_step_s": {
+                "median": median(step_totals),
+                "range": [min(step_totals), max(step_totals)],
+            },
+            "cpu": _cpu_medians(passes),
+        }
+    )
+    return summary
+
+
+def _below_every(before: list[float], after: list[float]) -> bool:
+    """Every pass of the later variant below every pass of the earlier one."""
+    return max(after) < min(before)
+
+
+def attribute(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The category a step's saving came from, named only when the passes show it.
+
+    A category qualifies when its fall per recorded step (medians over passes) exceeds what
+    the profiler itself added to the two variants' recorded steps (profiled minus unprofiled
+    steps of the same pass: the profiler's measured distortion, +7% to +215% of a step in one
+    job). With two or more passes of each variant it must also be outside their spread: every
+    pass of the later variant below every pass of the earlier one, which with no real change
+    happens by chance with probability (N!)^2/(2N)! (1/6 at N=2, 1/20 at N=3, 1/70 at N=4).
+    Of the qualifying categories the one that fell most is named; none qualifying is
+    "unclear".
+    """
+    passes = min(before["passes"], after["passes"])
+    falls = {
+        c: median(before["per_step_s"][c]) - median(after["per_step_s"][c]) for c in CATEGORIES
+    }
+    threshold = median(before["profiler_added_per_step_s"]) + median(
+        after["profiler_added_per_step_s"]
+    )
+    qualifies = [c for c in CATEGORIES if falls[c] > threshold]
+    if passes >= 2:
+        qualifies = [
+            c for c in qualifies if _below_every(before["per_step_s"][c], after["per_step_s"][c])
+        ]
+        unclear = f"unclear (within the spread of {passes} profiled passes)"
+    else:
+        unclear = "unclear (one profiled pass)"
+    came_from = max(qualifies, key=falls.get) if qualifies else unclear
+    return {
+        "came_from": came_from,
+        "passes": passes,
+        "threshold_per_step_s": threshold,
+        "fall_per_step_s": falls,
+    }
+
+
+def _operators_per_step(passes: list[dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
+    """name -> calls and self seconds per recorded step, one value per pass (0 where a pass
+    did not run the operator)."""
+    table: dict[str, dict[str, list[float]]] = {}
+    for index, record in enumerate(passes):
+        steps = max(record["breakdown"]["train_steps"], 1)
+        for row in record.get("operators", []):
+            entry = table.setdefault(
+                row["name"], {"calls": [0.0] * len(passes), "self_s": [0.0] * len(passes)}
+            )
+            entry["calls"][index] = row["calls"] / steps
+            entry["self_s"][index] = row["self_s"] / steps
+    return table
+
+
+def op_diff(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The operators whose calls or self time per recorded step changed most between two
+    variants' profiled passes (medians over passes). Calls are exact counts; a self-time change
+    is `beyond_spread` only when every pass after is on one side of every pass before (None
+    with a single pass: no spread to judge it by)."""
+    if not all(p.get("operators") for p in before + after):
+        return []
+    old, new = _operators_per_step(before), _operators_per_step(after)
+    empty = {"calls": [0.0], "self_s": [0.0]}
+    rows = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name, empty), new.get(name, empty)
+        calls = (median(a["calls"]), median(b["calls"]))
+        self_s = (median(a["self_s"]), median(b["self_s"]))
+        spread = None
+        if len(before) > 1 and len(after) > 1:
+            spread = max(b["self_s"]) < min(a["self_s"]) or min(b["self_s"]) > max(a["self_s"])
+        rows.append(
+            {
+                "name": name,
+                "calls_before": calls[0],
+                "calls_after": calls[1],
+                "calls_change": calls[1] - calls[0],
+                "self_s_before": self_s[0],
+                "self_s_after": self_s[1],
+                "self_s_change": self_s[1] - self_s[0],
+                "beyond_spread": spread,
+            }
+        )
+    # By relative change, so a structural change (17 -> 16 batch norms) ranks above the
+    # jitter of the many small tensor operators (297 -> 300 empties).
+    by_calls = sorted(
+        (r for r in rows if r["calls_change"]),
+        key=lambda r: -abs(r["calls_change"]) / max(r["calls_before"], r["calls_after"]),
+    )[:OP_DIFF_BY_CALLS]
+    rest = sorted((r for r in rows if r not in by_calls), key=lambda r: -abs(r["self_s_change"]))[
+        :OP_DIFF_BY_TIME
+    ]
+    return by_calls + rest

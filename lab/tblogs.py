@@ -2,7 +2,8 @@
 
 Per variant (the same run folder as its trace): train loss, test accuracy, epoch time and
 images/s by epoch, each the median over the variant's timed runs. In `tb/waterfall/`: the
-waterfall chart as an image. Rewritten from the records by every report build.
+waterfall chart as an image; in `tb/breakdown/` the breakdown chart (profiled jobs). Rewritten
+from the records by every report build.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lab.outputs import TENSORBOARD, WATERFALL, tb_run_name
+from lab.outputs import BREAKDOWN, TENSORBOARD, WATERFALL, tb_run_name
 from lab.stats import median
 
 SCALARS = {
@@ -42,9 +43,19 @@ def write_tensorboard_logs(out: Path, summary: dict[str, Any], records: list[dic
                 value = median([read(epochs[epoch_index]) for epochs in runs])
                 writer.add_scalar(tag, value, global_step=epoch_index + 1)
         writer.close()
+    _log_chart(out, WATERFALL)
+    if (out / f"{BREAKDOWN}.png").exists():
+        _log_chart(out, BREAKDOWN)
+    else:
+        for old in (out / TENSORBOARD / BREAKDOWN).glob("events.out.tfevents.*"):
+            old.unlink()  # no profiles any more: no stale chart either
+
+
+def _log_chart(out: Path, stem: str) -> None:
+    """The chart `<stem>.png` as an image tagged `stem`, in its own run `tb/<stem>/`."""
     import matplotlib.image
 
-    picture = matplotlib.image.imread(out / f"{WATERFALL}.png")[:, :, :3]
-    writer = _fresh_writer(out / TENSORBOARD / WATERFALL)
-    writer.add_image("waterfall", (picture * 255).astype(np.uint8), dataformats="HWC")
+    picture = matplotlib.image.imread(out / f"{stem}.png")[:, :, :3]
+    writer = _fresh_writer(out / TENSORBOARD / stem)
+    writer.add_image(stem, (picture * 255).astype(np.uint8), dataformats="HWC")
     writer.close()

@@ -142,10 +142,10 @@ def draw_waterfall(summary: dict[str, Any], out: Path) -> list[Path]:
     if caption:
         fig.text(0.01, 0.01, textwrap.fill(caption, 200), fontsize=7, va="bottom")
     fig.tight_layout(rect=(0, 0.06 if caption else 0, 1, 1))
-    return _save(fig, out, outputs.WATERFALL)
+    return save_chart(fig, out, outputs.WATERFALL)
 
 
-def _save(fig: Any, out: Path, stem: str) -> list[Path]:
+def save_chart(fig: Any, out: Path, stem: str) -> list[Path]:
     paths = [out / f"{stem}.{extension}" for extension in outputs.CHART_FORMATS]
     for path in paths:
         fig.savefig(path, dpi=120)
@@ -188,4 +188,4 @@ def draw_leave_one_out(summary: dict[str, Any], out: Path) -> list[Path]:
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, out, outputs.LEAVE_ONE_OUT)
+    return save_chart(fig, out, outputs.LEAVE_ONE_OUT)

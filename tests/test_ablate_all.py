@@ -176,6 +176,7 @@ RESUME_VARIANTS = ["baseline", "+cached_preprocessing", "+main_thread_aug"]
 def test_interrupted_job_resumes_without_loss_or_duplicates(how, tmp_path):
     out = tmp_path / "out"
     args = ["--steps", ",".join(RESUME_STEPS), "--preset", "smoke", "--rounds", "2"]
+    args += ["--profile-passes", "2"]  # stored in the plan: the resumed job runs both
     process = subprocess.Popen(
         [sys.executable, "-m", "lab.ablate", *args, "--out", str(out), "--no-progress"],
         cwd=REPO,
@@ -208,8 +209,16 @@ def test_interrupted_job_resumes_without_loss_or_duplicates(how, tmp_path):
     timed = [json.loads(line) for line in after if not json.loads(line)["warmup"]]
     pairs = [(r["variant"], r["round"]) for r in timed]
     assert len(pairs) == len(set(pairs)) == 2 * (len(RESUME_VARIANTS) + 1)
-    profiled = [r["variant"] for r in read_jsonl(out / "profile.jsonl")]
-    assert sorted(profiled) == sorted(RESUME_VARIANTS)  # each once, none twice
+    profiled = [(r["pass"], r["variant"]) for r in read_jsonl(out / "profile.jsonl")]
+    # Each pass once, none twice; pass 0 of every variant before any pass 1.
+    assert sorted(profiled) == sorted((p, v) for p in (0, 1) for v in RESUME_VARIANTS)
+    assert [p for p, _ in profiled] == [0, 0, 0, 1, 1, 1]
+    for variant in json.loads((out / "summary.json").read_text())["variants"][:3]:
+        assert variant["profile"]["passes"] == 2 and len(variant["profile"]["traces"]) == 2
+        assert all(
+            (out / "tb" / variant["profile"]["tb_run"] / t).is_file()
+            for t in variant["profile"]["traces"]
+        )
     assert read_jsonl(out / "sessions.jsonl")[-1]["finished"]
     assert (out / "report.md").is_file()
 
@@ -244,6 +253,7 @@ def test_resume_refuses_other_code_or_configs(all_out, tmp_path):
         (["--set", "width=8"], "overrides=('width=8',)"),
         (["--no-control"], "control=False (the job has True)"),
         (["--leave-one-out"], "leave_one_out=True (the job has False)"),
+        (["--profile-passes", "2"], "profile_passes=2 (the job has 1)"),
     ],
 )
 def test_resume_refuses_flags_that_would_change_the_job(all_out, tmp_path, flags, fragment):
@@ -284,16 +294,52 @@ def test_where_the_time_goes_and_the_floor_are_reported(all_out):
         )
         assert 0 < floor["efficiency"] < 1
     assert "profile" not in summary["variants"][-1]  # the control repeats the baseline
-    categories = {"data", "compute", "other", "none (no category got faster)"}
     for step in summary["steps"]:
         where = step["where"]
-        assert where["came_from"] in categories
-        moved = min(where["seconds_change"].values())
+        rule = where["attribution"]
         named = where["came_from"]
-        assert (named in where["seconds_change"]) == (moved < 0)
+        if named == "unclear (one profiled pass)":
+            assert all(f <= rule["threshold_per_step_s"] for f in rule["fall_per_step_s"].values())
+        else:  # named only when its fall beat the profiler's own added time
+            assert rule["fall_per_step_s"][named] > rule["threshold_per_step_s"]
     report = (all_out / "report.md").read_text()
     assert "## Where the time goes" in report and "## The floor" in report
     assert "profiler overhead" in report
+    assert "![breakdown](breakdown.png)" in report
+    assert (all_out / "breakdown.png").read_bytes()[:4] == b"\x89PNG"
+    assert b"<svg" in (all_out / "breakdown.svg").read_bytes()[:500]
+
+
+def test_operator_diff_of_real_passes_shows_the_removed_batch_norm(all_out):
+    """From the profiled passes of the smoke job: every step has an operator diff, and
+    bn_dedupe's shows one batch norm fewer per recorded step, forward and backward."""
+    summary = json.loads((all_out / "summary.json").read_text())
+    assert all(step["op_diff"] for step in summary["steps"])
+    rows = {r["name"]: r for r in summary["steps"][0]["op_diff"]}
+    assert summary["steps"][0]["name"] == "bn_dedupe"
+    for name in ("aten::native_batch_norm", "aten::native_batch_norm_backward"):
+        assert rows[name]["calls_change"] == -1, rows.get(name)
+        assert rows[name]["calls_after"] > 0
+    report = (all_out / "report.md").read_text()
+    section = report.split("**bn_dedupe**")[1].split("**smooth_lr**")[0]
+    assert "| `aten::batch_norm` | 17 | 16 | -1 |" in section, section
+    # bulk_rng: the per-sample draws were in the workers, the bulk ones before the recording.
+    assert "no RNG operator call changed in the trace" in report
+
+
+def test_worker_processes_and_their_cores_are_measured(all_out):
+    summary = json.loads((all_out / "summary.json").read_text())
+    chain = [v for v in summary["variants"] if "profile" in v]
+    for variant in chain:
+        cpu = variant["profile"]["cpu"]
+        assert cpu["worker_processes"] == variant["config"]["train_workers"], variant["name"]
+        assert cpu["machine_cores"] == os.cpu_count()
+        assert cpu["main_cores"] > 0 and cpu["workers_cores"] >= 0
+        assert cpu["unprofiled"]["worker_processes"] == cpu["worker_processes"]
+    report = (all_out / "report.md").read_text()
+    assert "### Who used the cores" in report
+    assert "main_thread_aug: before it, 1 worker process used" in report
+    assert "after it, no worker process ran (the main thread loaded the data)" in report
 
 
 def _get_json(url, timeout=60.0):
@@ -354,6 +400,7 @@ def test_tensorboard_serves_every_variant_with_dataloader_time(all_out):
         assert "07-baseline-control" in scalars  # the control's scalars, beside the chain's
         images = _get_json(f"http://127.0.0.1:{port}/data/plugin/images/tags")
         assert "waterfall" in images["waterfall"]
+        assert "breakdown" in images["breakdown"]
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -81,6 +81,7 @@ def test_list_prints_steps_in_order_with_claims():
         (["--set", "widht=3"], "unknown key; valid keys:"),
         (["--set", "width=wide"], "--set width=wide: cannot parse as int"),
         (["--rounds", "0"], "--rounds 0: must be >= 1"),
+        (["--profile-passes", "0"], "--profile-passes 0: must be >= 1"),
         (["--runs", "0"], "--rounds 0: must be >= 1"),
         (["--all", "--steps", "bulk_rng"], "--all and --steps"),
         (["--resume", "/nonexistent/out"], "no plan.json"),

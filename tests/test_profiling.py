@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 
 import pytest
 import torch
@@ -128,3 +129,144 @@ def test_recorded_steps_fit_the_pass():
     assert recorded_steps(32) == 8  # the cpu preset: 4,000 images / 128
     assert recorded_steps(391) == 8  # dawnbench
     assert recorded_steps(4) == 1 and recorded_steps(2) == 1
+
+
+# ----------------------------------------------------------------------------- attribution rules
+
+
+def _pass(index, data, compute, other, steps=2, added=0.0, operators=None):
+    """A crafted profile record: seconds over `steps` recorded steps per category."""
+    return {
+        "variant": "v",
+        "tb_run": "00-v",
+        "trace": f"lab.{index}.pt.trace.json.gz",
+        "pass": index,
+        "profiled_steps_s": data + compute + other + added,
+        "unprofiled_steps_s": data + compute + other,
+        "profiler_overhead": added / (data + compute + other),
+        "breakdown": {
+            "train_steps": steps,
+            "step_s": data + compute + other,
+            "data_s": data,
+            "compute_s": compute,
+            "other_s": other,
+            "h2d_s": 0.0,
+            "eval_s": 0.0,
+            "preprocess_s": 0.0,
+            "shares": {},
+            "phases_s": {
+                "data_wait": data,
+                "h2d": 0.0,
+                "forward": compute,
+                "backward": 0.0,
+                "optimizer": 0.0,
+            },
+        },
+        "operators": operators or [],
+    }
+
+
+def test_a_category_is_named_only_outside_the_spread_of_the_passes():
+    from lab.summary import attribute, passes_summary
+
+    before = passes_summary([_pass(0, 1.0, 4.0, 0.2), _pass(1, 1.1, 4.4, 0.2)])
+    # compute falls in every pass; data falls too, but its ranges overlap.
+    clear = passes_summary([_pass(0, 1.05, 3.0, 0.2), _pass(1, 0.95, 3.2, 0.2)])
+    result = attribute(before, clear)
+    assert result["came_from"] == "compute" and result["passes"] == 2
+    # The median falls by 0.3 s a step, but one pass after is above one pass before.
+    noisy = passes_summary([_pass(0, 1.0, 3.0, 0.2), _pass(1, 1.0, 4.2, 0.2)])
+    assert (
+        attribute(before, noisy)["came_from"] == "unclear (within the spread of 2 profiled passes)"
+    )
+    assert before["seconds"]["compute"] == pytest.approx(4.2)  # the median of the passes
+    assert sum(before["shares"].values()) == pytest.approx(1.0)
+
+
+def test_one_pass_names_a_category_only_beyond_the_profilers_own_added_time():
+    from lab.summary import attribute, passes_summary
+
+    before = passes_summary([_pass(0, 0.0, 4.0, 0.0, steps=2, added=0.4)])
+    # compute falls 0.5 s a step; the profiler added 0.2 + 0.1 s a step to the two passes.
+    big = passes_summary([_pass(0, 0.0, 3.0, 0.0, steps=2, added=0.2)])
+    result = attribute(before, big)
+    assert result["came_from"] == "compute"
+    assert result["threshold_per_step_s"] == pytest.approx(0.3)
+    small = passes_summary([_pass(0, 0.0, 3.6, 0.0, steps=2, added=0.2)])  # falls 0.2 a step
+    assert attribute(before, small)["came_from"] == "unclear (one profiled pass)"
+
+
+def test_op_diff_is_per_recorded_step_and_marks_time_changes_beyond_the_spread():
+    from lab.summary import op_diff
+
+    def ops(bn_calls, bn_s, conv_calls, conv_s):
+        return [
+            {"name": "aten::batch_norm", "calls": bn_calls, "self_s": bn_s},
+            {"name": "aten::convolution", "calls": conv_calls, "self_s": conv_s},
+        ]
+
+    # Before: 4 recorded steps; after: 2. Calls per step: 17 -> 16.
+    before = [_pass(i, 0, 1, 0, steps=4, operators=ops(68, 0.4, 40, 2.0 + i)) for i in (0, 1)]
+    after = [_pass(i, 0, 1, 0, steps=2, operators=ops(32, 0.1, 20, 0.5 + i)) for i in (0, 1)]
+    rows = {r["name"]: r for r in op_diff(before, after)}
+    bn = rows["aten::batch_norm"]
+    assert (bn["calls_before"], bn["calls_after"], bn["calls_change"]) == (17, 16, -1)
+    assert bn["self_s_before"] == pytest.approx(0.1) and bn["self_s_after"] == pytest.approx(0.05)
+    assert bn["beyond_spread"] is True
+    conv = rows["aten::convolution"]
+    assert (conv["calls_before"], conv["calls_change"]) == (10, 0)
+    # conv per step: before 0.5 / 0.75 s, after 0.25 / 0.75 s: the ranges overlap.
+    assert conv["beyond_spread"] is False
+    assert op_diff(before[:1], after[:1])[0]["beyond_spread"] is None  # one pass: no spread
+    assert op_diff([_pass(0, 0, 1, 0)], after) == []  # records without operators
+
+
+def test_profiled_passes_are_interleaved_and_reproducible():
+    from lab.job import Job
+
+    job = Job(
+        preset="smoke",
+        steps=("bn_dedupe", "smooth_lr"),
+        rounds=1,
+        seed=0,
+        order_seed=7,
+        device="cpu",
+        profile_passes=3,
+    )
+    targets = job.cumulative()
+    order = job.profile_order(targets)
+    assert [p for p, _ in order] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    for p in range(3):
+        assert sorted(v.name for q, v in order if q == p) == sorted(v.name for v in targets)
+    assert order == job.profile_order(targets)
+    assert len({tuple(v.name for q, v in order if q == p) for p in range(3)}) > 1
+
+
+def test_cores_used_from_two_snapshots():
+    from lab.cpuload import Snapshot, cores_used, worker_cpu_seconds
+
+    start = Snapshot(wall=10.0, main_cpu_s=5.0, workers_cpu_s={11: 1.0, 12: 2.0})
+    end = Snapshot(wall=12.0, main_cpu_s=6.5, workers_cpu_s={11: 2.0, 12: 2.5, 13: 0.5})
+    cpu = cores_used(start, end)
+    assert cpu["main_cores"] == pytest.approx(0.75)
+    assert cpu["workers_cores"] == pytest.approx((1.0 + 0.5 + 0.5) / 2)
+    assert cpu["worker_processes"] == 3
+    assert cores_used(Snapshot(0.0, 0.0), Snapshot(1.0, 0.5))["workers_cores"] is None
+    assert worker_cpu_seconds(os.getpid()) == {}  # no forked children here: none counted
+
+
+def test_rng_and_contention_readings_come_from_the_numbers():
+    from lab.report import contention_reading, rng_note
+
+    step = {"counter_deltas": {"rng_calls": -2994}, "op_diff": []}
+    assert "worker processes (not traced)" in rng_note(step)
+    step["op_diff"] = [{"name": "aten::randint", "calls_change": -256.0}]
+    assert rng_note(step) == (
+        "RNG operator calls per step in the traced process: `aten::randint` -256."
+    )
+    cpu = {"worker_processes": 16, "workers_cores": 1.1, "main_cores": 0.8, "machine_cores": 2}
+    one = {**cpu, "worker_processes": 1, "workers_cores": 0.3, "main_cores": 1.5}
+    reading = contention_reading("single_worker", cpu, one)
+    assert "16 worker processes used 1.10 cores" in reading and "2-core machine" in reading
+    assert "1 worker process used 0.30 cores, the main process 1.50" in reading
+    assert contention_reading("bn_dedupe", cpu, cpu) == ""
