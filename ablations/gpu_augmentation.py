@@ -29,7 +29,9 @@ from lab.registry import register_step
     order=12,
     changes="data_path: loader -> device; drop_last: false -> true",
     article_step=10,
-    expects={"worker_launches": "zero", "rng_calls": "up", "train_steps": "down"},
+    # The dropped last batch removes an optimiser step per epoch at the article's scale (98 ->
+    # 97), but not always on a subset with a fractional epoch, so it is not promised here.
+    expects={"worker_launches": "zero", "rng_calls": "up"},
 )
 def apply(config: Config) -> Config:
     return dataclasses.replace(config, data_path="device", drop_last=True)

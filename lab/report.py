@@ -247,9 +247,15 @@ def _reading(summary: dict[str, Any]) -> list[str]:
             f"{'; '.join(broken) or 'measured counters differ from the plan'}."
         )
     if total["one_off_preprocessing_s"]:
+        part8 = any(s["article"].get("rule") == article.TRAIN_PREPROCESS for s in steps)
+        where = (
+            "as in Parts 1-4 of the article; Part 8 counts it, see the table on its rule"
+            if part8
+            else "as in the article"
+        )
         lines.append(
             f"- One-off preprocessing costs {total['one_off_preprocessing_s']:.2f} s before "
-            "training, outside the timed region (as in the article), shown as its own bar."
+            f"training, outside the timed region ({where}), shown as its own bar."
         )
     return lines
 
@@ -414,11 +420,22 @@ def contention_reading(
         return ""
     if before["worker_processes"] == after["worker_processes"]:
         return ""
-    return (
+    reading = (
         f"{name}: before it, {_workers_phrase(before)} during the recorded steps on a "
         f"{before['machine_cores']:g}-core machine, the main process {before['main_cores']:.2f}; "
         f"after it, {_workers_phrase(after)}, the main process {after['main_cores']:.2f}."
     )
+    idle = [
+        cpu for cpu in (before, after) if cpu["worker_processes"] and cpu["workers_cores"] < 0.05
+    ]
+    if idle:
+        # Workers prefetch 2 batches each: a short pass is loaded before its first step ends.
+        reading += (
+            " Workers that sit idle in the recorded steps did their work before them, at the "
+            "start of the pass (starting, and prefetching two batches each): that CPU time is "
+            "the runs' child CPU counter in the results table, not contention during steps."
+        )
+    return reading
 
 
 OP_DIFF_SHOWN = 8
@@ -456,8 +473,8 @@ def _op_diff_lines(summary: dict[str, Any]) -> list[str]:
         for row in step["op_diff"][:OP_DIFF_SHOWN]:
             mark = " *" if row["beyond_spread"] else ""
             lines.append(
-                f"| `{row['name']}` | {row['calls_before']:g} | {row['calls_after']:g} | "
-                f"{row['calls_change']:+g} | {1e3 * row['self_s_before']:.2f} | "
+                f"| `{row['name']}` | {row['calls_before']:.3g} | {row['calls_after']:.3g} | "
+                f"{row['calls_change']:+.3g} | {1e3 * row['self_s_before']:.2f} | "
                 f"{1e3 * row['self_s_after']:.2f} | {1e3 * row['self_s_change']:+.2f}{mark} |"
             )
         note = rng_note(step)
