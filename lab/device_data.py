@@ -20,7 +20,6 @@ why the options are capped: with 200 groups of a 50,000-image set, ~250 images s
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator
 
@@ -29,7 +28,7 @@ import torch
 from torch.nn import functional as F
 
 from lab.config import Config
-from lab.pipeline import CIFAR_MEAN, CIFAR_STD, CROP, PAD, Batch
+from lab.pipeline import CIFAR_MEAN, CIFAR_STD, CROP, PAD, Batch, batches_per_epoch
 
 Option = tuple[int, ...]  # one choice of a transform: a crop offset, a flip, a cutout corner
 Transform = tuple[str, list[Option], Callable[[torch.Tensor, Option], torch.Tensor]]
@@ -124,8 +123,7 @@ class DevicePipeline:
 
     @property
     def steps_per_epoch(self) -> int:
-        size, batch = self.train_size, self.config.batch_size
-        return size // batch if self.config.drop_last else math.ceil(size / batch)
+        return batches_per_epoch(self.config, self.train_size)
 
     def augmented(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """This epoch's augmented, shuffled training set and its labels."""

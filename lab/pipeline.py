@@ -41,6 +41,17 @@ warnings.filterwarnings("ignore", message="This DataLoader will create", categor
 # ----------------------------------------------------------------------------- augmentation
 
 
+def per_sample_rng_calls(cutout: int) -> int:
+    """RNG calls of one sample's per-sample choices: crop top, crop left, flip, and the
+    cutout square's top and left when there is one."""
+    return 3 + (CUTOUT_RNG_CALLS if cutout else 0)
+
+
+def bulk_rng_calls_per_epoch(cutout: int) -> int:
+    """Vectorised RNG calls of one epoch's bulk choices."""
+    return BULK_RNG_CALLS_PER_EPOCH + (CUTOUT_RNG_CALLS if cutout else 0)
+
+
 @dataclass(frozen=True)
 class Choice:
     """One sample's augmentation: crop offsets, flip, the cutout square's corner (None: no
@@ -70,14 +81,15 @@ class PerSampleChoices:
         top = int(torch.randint(0, 2 * PAD + 1, size=(1,)).item())
         left = int(torch.randint(0, 2 * PAD + 1, size=(1,)).item())
         flip = bool(torch.rand(1).item() < 0.5)
+        calls = per_sample_rng_calls(self.cutout)
         if not self.cutout:
-            return Choice(top, left, flip, None, 3)
+            return Choice(top, left, flip, None, calls)
         corners = CROP - self.cutout + 1
         at = (
             int(torch.randint(0, corners, size=(1,)).item()),
             int(torch.randint(0, corners, size=(1,)).item()),
         )
-        return Choice(top, left, flip, at, 3 + CUTOUT_RNG_CALLS)
+        return Choice(top, left, flip, at, calls)
 
 
 class BulkChoices:
@@ -86,7 +98,7 @@ class BulkChoices:
 
     def __init__(self, cutout: int) -> None:
         self.cutout = cutout
-        self.rng_calls_per_epoch = BULK_RNG_CALLS_PER_EPOCH + (CUTOUT_RNG_CALLS if cutout else 0)
+        self.rng_calls_per_epoch = bulk_rng_calls_per_epoch(cutout)
         self.tops = self.lefts = self.flips = np.zeros(0)
         self.cutout_tops = self.cutout_lefts = np.zeros(0)
 
@@ -316,12 +328,17 @@ def passes(config: Config) -> int:
     return math.ceil(config.epochs - 1e-9)
 
 
+def batches_per_epoch(config: Config, train_size: int) -> int:
+    """Training batches in a whole pass: the last, smaller one counts unless dropped."""
+    if config.drop_last:
+        return train_size // config.batch_size
+    return math.ceil(train_size / config.batch_size)
+
+
 def steps_per_pass(config: Config, train_size: int) -> list[int]:
     """Optimiser steps of each pass: full passes take every batch, a last fractional pass
     that fraction of them, rounded, and at least one."""
-    full = train_size // config.batch_size
-    if not config.drop_last and train_size % config.batch_size:
-        full += 1
+    full = batches_per_epoch(config, train_size)
     if full == 0:
         raise LabError(
             f"train_images={train_size} is fewer than batch_size={config.batch_size} with "
@@ -355,6 +372,5 @@ def expected_rng_calls(config: Config, train_size: int) -> int:
 
         return rng_calls_per_epoch(config) * passes(config)
     if config.augment_rng == "bulk":
-        return BulkChoices(config.cutout).rng_calls_per_epoch * passes(config)
-    per_sample = 3 + (CUTOUT_RNG_CALLS if config.cutout else 0)
-    return per_sample * sum(trained_samples(config, train_size))
+        return bulk_rng_calls_per_epoch(config.cutout) * passes(config)
+    return per_sample_rng_calls(config.cutout) * sum(trained_samples(config, train_size))

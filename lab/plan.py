@@ -27,7 +27,8 @@ def _size(network: Config) -> tuple[int, int]:
 
 
 def network_size(config: Config) -> tuple[int, int]:
-    """(trainable parameters, forward+backward FLOPs per image); counting FLOPs takes ~1 s."""
+    """(trainable parameters, forward+backward FLOPs per image), counted once per network
+    (counting FLOPs takes ~1 s): variants that differ in other fields share the count."""
     return _size(network_fields(config))
 
 

@@ -305,15 +305,17 @@ class Trainer:
             images = images.half()
         return images, labels
 
-    def _loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        smoothing = self.config.label_smoothing
+    def _autocast(self) -> AbstractContextManager:
+        """Mixed precision for `precision=autocast`; nothing otherwise."""
         if self.precision == "autocast":
-            with torch.autocast("cuda", dtype=torch.float16):
-                logits = self.model(images)
-        else:
+            return torch.autocast("cuda", dtype=torch.float16)
+        return nullcontext()
+
+    def _loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
             logits = self.model(images)
-        # PyTorch's smoothing is (1 - a) CE + a mean_k(-log softmax_k): the source's form.
-        return F.cross_entropy(logits, labels, label_smoothing=smoothing)
+            # PyTorch's smoothing is (1 - a) CE + a mean_k(-log softmax_k): the source's form.
+            return F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
 
     def _set_lr(self, epoch: float) -> None:
         rate = self.schedule(epoch)
@@ -369,16 +371,12 @@ class Trainer:
         return elapsed, waited, float(loss_sum) / max(seen, 1), steps, seen
 
     def _logits(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-        if self.precision == "autocast":
-            with torch.autocast("cuda", dtype=torch.float16):
-                return self._logits_tta(model, images)
-        return self._logits_tta(model, images)
-
-    def _logits_tta(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-        logits = model(images)
-        if self.config.tta == "flip":
-            logits = (logits + model(images.flip(3))) / 2
-        return logits
+        """Evaluation logits; with flip TTA the mean over each image and its mirror."""
+        with self._autocast():
+            logits = model(images)
+            if self.config.tta == "flip":
+                logits = (logits + model(images.flip(3))) / 2
+            return logits
 
     @torch.no_grad()
     def evaluate(self, phase: Phase = no_phase) -> tuple[float, float, float]:
