@@ -552,7 +552,8 @@ def passes_summary(passes: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _below_every(before: list[float], after: list[float]) -> bool:
-    """Every pass of the later variant below every pass of the earlier one."""
+    """Every pass of the later variant below every pass of the earlier one (swap the two for
+    "above")."""
     return max(after) < min(before)
 
 
@@ -623,7 +624,9 @@ def op_diff(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[d
         self_s = (median(a["self_s"]), median(b["self_s"]))
         spread = None
         if len(before) > 1 and len(after) > 1:
-            spread = max(b["self_s"]) < min(a["self_s"]) or min(b["self_s"]) > max(a["self_s"])
+            spread = _below_every(a["self_s"], b["self_s"]) or _below_every(
+                b["self_s"], a["self_s"]
+            )
         rows.append(
             {
                 "name": name,
