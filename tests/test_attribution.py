@@ -101,14 +101,32 @@ def test_compare_a_job_with_itself_finds_no_difference(loo_out):
     assert "unpaired" in comparison["method"]
 
 
-def test_compare_finds_a_variant_made_30_percent_faster(loo_out, tmp_path):
-    def faster(record):
+def _main_thread_aug_saving(loo_out, tmp_path, name, ratio):
+    """The job with +single_worker steady at its median time and +main_thread_aug at `ratio`
+    of it in every round: a variant and a step whose times are exactly known. (Scaling the
+    measured times alone would keep the real round-to-round noise, which at 3 smoke rounds can
+    hide a 30% difference between two jobs.)"""
+    times = [
+        r["measurements"]["total_s"]
+        for r in read_jsonl(loo_out / "results.jsonl")
+        if r["variant"] == "+single_worker"
+    ]
+    steady = sorted(times)[len(times) // 2]
+
+    def known(record):
+        if record["variant"] == "+single_worker":
+            record["measurements"]["total_s"] = steady
         if record["variant"] == "+main_thread_aug":
-            record["measurements"]["total_s"] *= 0.7
+            record["measurements"]["total_s"] = steady * ratio
         return record
 
-    faster_out = _derived(loo_out, tmp_path, "faster", faster)
-    result = run_lab(str(loo_out), str(faster_out), "--json", module="lab.compare")
+    return _derived(loo_out, tmp_path, name, known)
+
+
+def test_compare_finds_a_variant_made_30_percent_faster(loo_out, tmp_path):
+    steady_out = _main_thread_aug_saving(loo_out, tmp_path, "steady", 0.8)
+    faster_out = _main_thread_aug_saving(loo_out, tmp_path, "faster", 0.8 * 0.7)
+    result = run_lab(str(steady_out), str(faster_out), "--json", module="lab.compare")
     assert result.returncode == 0, result.stderr
     comparison = json.loads(result.stdout)
     rows = {row["variant"]: row["b_over_a"] for row in comparison["variants"]}
@@ -120,7 +138,7 @@ def test_compare_finds_a_variant_made_30_percent_faster(loo_out, tmp_path):
     assert step["difference_pct_points"] == pytest.approx(
         step["saved_pct"][1]["median"] - step["saved_pct"][0]["median"]
     )
-    text = run_lab(str(loo_out), str(faster_out), module="lab.compare").stdout
+    text = run_lab(str(steady_out), str(faster_out), module="lab.compare").stdout
     assert "B/A" in text and "+main_thread_aug" in text and "saved in A" in text
 
 
