@@ -18,8 +18,8 @@ The optimiser-step counter falls by about 4x; FLOPs per image do not change.
 
 import dataclasses
 
-from lab.config import Config, with_article_epochs
-from lab.registry import register_step
+from lab.recipe.config import Config, with_article_epochs
+from lab.recipe.registry import register_step
 
 
 @register_step(

@@ -13,8 +13,8 @@ saving is smaller than batch 512's because most overhead is already gone.
 
 import dataclasses
 
-from lab.config import Config, with_article_epochs
-from lab.registry import register_step
+from lab.recipe.config import Config, with_article_epochs
+from lab.recipe.registry import register_step
 
 
 @register_step(

@@ -17,8 +17,8 @@ forward and backward; on a GPU those are bandwidth-bound and add up to ~10% of t
 
 import dataclasses
 
-from lab.config import Config
-from lab.registry import register_step
+from lab.recipe.config import Config
+from lab.recipe.registry import register_step
 
 
 @register_step(

@@ -14,8 +14,8 @@ Python and dispatcher overhead that dwarf the random numbers themselves.
 
 import dataclasses
 
-from lab.config import Config
-from lab.registry import register_step
+from lab.recipe.config import Config
+from lab.recipe.registry import register_step
 
 
 @register_step(

@@ -18,8 +18,8 @@ the article) is measured and shown as its own bar, never hidden.
 
 import dataclasses
 
-from lab.config import Config
-from lab.registry import register_step
+from lab.recipe.config import Config
+from lab.recipe.registry import register_step
 
 
 @register_step(

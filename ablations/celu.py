@@ -13,8 +13,8 @@ Why it should save time: 20/23 of the epochs. CELU is a little dearer per elemen
 
 import dataclasses
 
-from lab.config import Config, with_article_epochs
-from lab.registry import register_step
+from lab.recipe.config import Config, with_article_epochs
+from lab.recipe.registry import register_step
 
 
 @register_step(

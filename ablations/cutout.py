@@ -15,8 +15,8 @@ epoch with bulk choices) and a small write per image.
 
 import dataclasses
 
-from lab.config import Config, with_article_epochs
-from lab.registry import register_step
+from lab.recipe.config import Config, with_article_epochs
+from lab.recipe.registry import register_step
 
 
 @register_step(

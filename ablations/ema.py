@@ -16,8 +16,8 @@ every 5 steps.
 
 import dataclasses
 
-from lab.config import Config, with_article_epochs
-from lab.registry import register_step
+from lab.recipe.config import Config, with_article_epochs
+from lab.recipe.registry import register_step
 
 EMA_RHO = 0.99**5
 

@@ -16,8 +16,8 @@ the report marks it "no effect expected on this device" beside whatever the timi
 
 import dataclasses
 
-from lab.config import Config
-from lab.registry import register_step
+from lab.recipe.config import Config
+from lab.recipe.registry import register_step
 
 
 @register_step(

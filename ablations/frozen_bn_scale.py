@@ -16,8 +16,8 @@ Why it should save time: 17/18 of the epochs; no gradient or update for the froz
 
 import dataclasses
 
-from lab.config import Config, with_article_epochs
-from lab.registry import register_step
+from lab.recipe.config import Config, with_article_epochs
+from lab.recipe.registry import register_step
 
 
 @register_step(

@@ -7,7 +7,7 @@ padded once on the device; each epoch every transform (crop, flip, cutout) is ap
 contiguous groups of a freshly shuffled set, one random option per group, at most 200 options;
 batches of 512 are slices of the result, and the last partial batch is dropped.
 
-What changes: `data_path` loader -> device, `drop_last` true (see `lab/device_data.py`). No
+What changes: `data_path` loader -> device, `drop_last` true (see `lab/train/device_data.py`). No
 DataLoader and no worker process remain; the random draws stay a few per epoch (7 with
 cutout: a permutation of the set and a shuffle of the options per transform, and a final
 permutation, against 5 vectorised draws of the bulk choices).
@@ -19,8 +19,8 @@ saving is the per-sample Python and collation work, and the dropped last batch.
 
 import dataclasses
 
-from lab.config import Config
-from lab.registry import register_step
+from lab.recipe.config import Config
+from lab.recipe.registry import register_step
 
 
 @register_step(

@@ -12,8 +12,8 @@ Why it should save time: 23/25 of the epochs. The loss itself costs nothing meas
 
 import dataclasses
 
-from lab.config import Config, with_article_epochs
-from lab.registry import register_step
+from lab.recipe.config import Config, with_article_epochs
+from lab.recipe.registry import register_step
 
 
 @register_step(

@@ -15,8 +15,8 @@ pixels, forward and backward; the extra epoch costs back about 4%.
 
 import dataclasses
 
-from lab.config import Config, with_article_epochs
-from lab.registry import register_step
+from lab.recipe.config import Config, with_article_epochs
+from lab.recipe.registry import register_step
 
 
 @register_step(

@@ -14,8 +14,8 @@ data now happens in the main loop, which the "waiting for data" counter shows.
 
 import dataclasses
 
-from lab.config import Config
-from lab.registry import register_step
+from lab.recipe.config import Config
+from lab.recipe.registry import register_step
 
 
 @register_step(

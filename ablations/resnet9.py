@@ -18,8 +18,8 @@ epochs.
 
 import dataclasses
 
-from lab.config import Config, with_article_epochs
-from lab.registry import register_step
+from lab.recipe.config import Config, with_article_epochs
+from lab.recipe.registry import register_step
 
 
 @register_step(

@@ -14,8 +14,8 @@ on a machine with few cores, fewer processes compete with the training loop for 
 
 import dataclasses
 
-from lab.config import Config
-from lab.registry import register_step
+from lab.recipe.config import Config
+from lab.recipe.registry import register_step
 
 
 @register_step(

@@ -13,8 +13,8 @@ move, so any saving reported here is noise and should read "not significant".
 
 import dataclasses
 
-from lab.config import Config
-from lab.registry import register_step
+from lab.recipe.config import Config
+from lab.recipe.registry import register_step
 
 
 @register_step(

@@ -18,8 +18,8 @@ Why it should save time: 14/17 of the epochs; the fixed filters cost one small e
 
 import dataclasses
 
-from lab.config import Config, with_article_epochs
-from lab.registry import register_step
+from lab.recipe.config import Config, with_article_epochs
+from lab.recipe.registry import register_step
 
 
 @register_step(

@@ -1,3 +1,19 @@
-"""lab: a profiling and ablation lab for training speed (first subject: ResNet on CIFAR-10)."""
+"""lab: a profiling and ablation lab for training speed (first subject: ResNet on CIFAR-10).
+
+The layers, bottom to top (tests/test_layers.py enforces them):
+  recipe/     what a run is: config, schedules, presets, the step registry, the article's
+              figures, the counter table, workload arithmetic. No torch.
+  train/      running one: data, pipelines, network, trainer. torch.
+  profiling/  profiled passes, trace reading, CPU load. torch.
+  engine/     jobs of rounds: the job, the runner, records, output file names, the plan.
+  analysis/   statistics and summaries, from records alone. No torch.
+  render/     report text, charts, TensorBoard logs, from a summary. No torch.
+  ablate, report, compare, tensorboard: the command-line programs on top.
+"""
+
+from pathlib import Path
 
 __version__ = "0.1.0"
+
+# The checkout's root: where `reports/`, `ablations/` and the sibling `shared/` data are found.
+REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -22,14 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab import outputs
-from lab.config import field_names
+from lab.engine import outputs
+from lab.engine.job import DataSource, Job
 from lab.errors import LabError
-from lab.job import DataSource, Job
-from lab.pipeline import steps_per_pass
-from lab.plan import subset_sizes
-from lab.presets import PRESETS, default_preset, get_preset
-from lab.registry import SERIES, all_steps, get_steps, series_steps
+from lab.recipe.config import field_names
+from lab.recipe.presets import PRESETS, default_preset, get_preset
+from lab.recipe.registry import SERIES, all_steps, get_steps, series_steps
+from lab.recipe.workload import steps_per_pass, subset_sizes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -265,12 +264,12 @@ def new_job(args: argparse.Namespace, data: DataSource | None) -> Job:
 
 def resumed_job(args: argparse.Namespace, out: Path) -> Job:
     """The stored job; any flag that would change it is refused, naming the conflict."""
-    from lab.records import code_hash
+    from lab.engine.records import code_hash
 
     job = Job.load(out, code_hash())
     conflicts = job.conflicts(requested_fields(args))
     if args.data is not None or args.download:
-        from lab.data import find_or_fetch_data, source_key
+        from lab.train.data import find_or_fetch_data, source_key
 
         path, _ = source_key(find_or_fetch_data(args.data, args.download))
         if job.data is None or path != job.data.path:
@@ -284,7 +283,7 @@ def resumed_job(args: argparse.Namespace, out: Path) -> Job:
 
 
 def data_source(args: argparse.Namespace) -> DataSource:
-    from lab.data import OFFICIAL_URL, find_or_fetch_data, source_key
+    from lab.train.data import OFFICIAL_URL, find_or_fetch_data, source_key
 
     path = find_or_fetch_data(
         args.data,
@@ -335,7 +334,7 @@ def print_list(as_json: bool) -> None:
 
 
 def print_plan(job: Job, as_json: bool) -> None:
-    from lab.plan import plan_entry
+    from lab.engine.plan import plan_entry
 
     entries = [{**plan_entry(v, job.peak_tflops), "role": v.role} for v in job.variants()]
     if as_json:
@@ -369,7 +368,7 @@ def default_out(preset: str) -> Path:
 
 def prepare_out(args: argparse.Namespace, job: Job) -> Path:
     """Create the output folder with plan.json; refuse to mix into an existing job."""
-    from lab.records import code_hash
+    from lab.engine.records import code_hash
 
     out = Path(args.out) if args.out else default_out(job.preset)
     if (out / outputs.RESULTS).exists() or (out / outputs.PLAN).exists():
@@ -412,7 +411,7 @@ def _main(args: argparse.Namespace, started: float) -> int:
         job = resumed_job(args, out)
     else:
         job = new_job(args, data_source(args))  # bad flags or data: nothing written yet
-    from lab.runner import load_job_data, run
+    from lab.engine.runner import load_job_data, run
 
     progress = not args.no_progress and sys.stderr.isatty()
     data = load_job_data(job, progress)
@@ -425,7 +424,7 @@ def _main(args: argparse.Namespace, started: float) -> int:
     )
     print(f"data: {data.source} ({how})", file=sys.stderr)
     ran = run(job, out, data, progress, started)
-    from lab.report import write_report
+    from lab.render.report import write_report
 
     write_report(out)
     print(f"{ran} run(s) done; results, summary and report in {out}")

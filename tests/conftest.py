@@ -29,7 +29,7 @@ def real_data_path() -> Path:
 @pytest.fixture(scope="session")
 def real_cifar(real_data_path):
     """The real data, decoded once per machine into the test cache."""
-    from lab.data import load_cifar
+    from lab.train.data import load_cifar
 
     return load_cifar(real_data_path, progress=False)
 

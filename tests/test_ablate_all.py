@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from lab.job import Job
-from lab.registry import CONTROL_NAME
+from lab.engine.job import Job
+from lab.recipe.registry import CONTROL_NAME
 from tests.conftest import REPO, VARIANT_NAMES, assert_one_line_error, read_jsonl, run_lab
 
 VARIANTS = VARIANT_NAMES
@@ -149,7 +149,8 @@ def test_report_does_not_import_the_training_stack():
     code = (
         "import sys, lab.report, lab.compare; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or m in "
-        "('lab.trainer', 'lab.profiling', 'lab.pipeline', 'lab.runner', 'lab.network')))"
+        "('lab.train.trainer', 'lab.profiling.passes', 'lab.train.pipeline', "
+        "'lab.engine.runner', 'lab.train.network')))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True

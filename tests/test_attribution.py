@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from lab.registry import CONTROL_NAME
+from lab.recipe.registry import CONTROL_NAME
 from tests.conftest import assert_one_line_error, read_jsonl, run_lab
 
 STEPS = ["single_worker", "main_thread_aug"]

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from lab.records import RECORD_SCHEMA_VERSION
-from lab.registry import CONTROL_NAME
+from lab.engine.records import RECORD_SCHEMA_VERSION
+from lab.recipe.registry import CONTROL_NAME
 from tests.conftest import (
     SERIES_STEP_NAMES,
     STEP_NAMES,

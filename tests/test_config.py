@@ -1,8 +1,8 @@
 import pytest
 
-from lab.config import Config, apply_overrides
 from lab.errors import LabError
-from lab.presets import PRESETS
+from lab.recipe.config import Config, apply_overrides
+from lab.recipe.presets import PRESETS
 
 
 def test_typed_overrides():

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lab.data import (
+from lab.errors import LabError
+from lab.train.data import (
     balanced_subset,
     detect_format,
     download_cifar,
@@ -20,7 +21,6 @@ from lab.data import (
     load_cifar,
     source_fingerprint,
 )
-from lab.errors import LabError
 from tests.conftest import assert_one_line_error, run_lab
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -140,7 +140,7 @@ def test_a_newcomer_without_data_gets_the_archive_downloaded(python_version, tmp
     monkeypatch.delenv("LAB_DATA", raising=False)
     monkeypatch.setenv("LAB_CACHE", str(cache))
     monkeypatch.setattr(
-        "lab.data.default_data_candidates", lambda: [tmp_path / "nowhere", cache / "missing"]
+        "lab.train.data.default_data_candidates", lambda: [tmp_path / "nowhere", cache / "missing"]
     )
     said = []
     path = find_or_fetch_data(None, url=archive.as_uri(), md5=md5, say=said.append)

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from lab.config import Config
-from lab.network import build_resnet18, count_parameters, flops_per_image
+from lab.recipe.config import Config
+from lab.train.network import build_resnet18, count_parameters, flops_per_image
 
 
 def resnet18(width: int = 64, prep_bn: bool = True) -> nn.Module:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lab.config import Config
-from lab.pipeline import (
+from lab.recipe.config import Config
+from lab.train.pipeline import (
     BulkChoices,
     CachedTestSet,
     CachedTrainSet,

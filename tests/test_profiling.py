@@ -10,16 +10,16 @@ import os
 import pytest
 import torch
 
-from lab.data import subset
-from lab.floor import floor_seconds, measure_peak_tflops, vendor_peak_tflops
-from lab.presets import PRESETS
-from lab.profiling import (
+from lab.engine.floor import floor_seconds, measure_peak_tflops, vendor_peak_tflops
+from lab.profiling.passes import (
     DATALOADER_TWIN,
     breakdown_from_trace,
     profile_in_subprocess,
     recorded_steps,
 )
-from lab.registry import Variant, cumulative_variants, get_steps
+from lab.recipe.presets import PRESETS
+from lab.recipe.registry import Variant, cumulative_variants, get_steps
+from lab.train.data import subset
 from tests.conftest import STEP_NAMES, assert_one_line_error, run_lab
 
 
@@ -167,7 +167,7 @@ def _pass(index, data, compute, other, steps=2, added=0.0, operators=None):
 
 
 def test_a_category_is_named_only_outside_the_spread_of_the_passes():
-    from lab.summary import attribute, passes_summary
+    from lab.analysis.summary import attribute, passes_summary
 
     before = passes_summary([_pass(0, 1.0, 4.0, 0.2), _pass(1, 1.1, 4.4, 0.2)])
     # compute falls in every pass; data falls too, but its ranges overlap.
@@ -184,7 +184,7 @@ def test_a_category_is_named_only_outside_the_spread_of_the_passes():
 
 
 def test_one_pass_names_a_category_only_beyond_the_profilers_own_added_time():
-    from lab.summary import attribute, passes_summary
+    from lab.analysis.summary import attribute, passes_summary
 
     before = passes_summary([_pass(0, 0.0, 4.0, 0.0, steps=2, added=0.4)])
     # compute falls 0.5 s a step; the profiler added 0.2 + 0.1 s a step to the two passes.
@@ -197,7 +197,7 @@ def test_one_pass_names_a_category_only_beyond_the_profilers_own_added_time():
 
 
 def test_op_diff_is_per_recorded_step_and_marks_time_changes_beyond_the_spread():
-    from lab.summary import op_diff
+    from lab.analysis.summary import op_diff
 
     def ops(bn_calls, bn_s, conv_calls, conv_s):
         return [
@@ -222,7 +222,7 @@ def test_op_diff_is_per_recorded_step_and_marks_time_changes_beyond_the_spread()
 
 
 def test_profiled_passes_are_interleaved_and_reproducible():
-    from lab.job import Job
+    from lab.engine.job import Job
 
     job = Job(
         preset="smoke",
@@ -243,7 +243,7 @@ def test_profiled_passes_are_interleaved_and_reproducible():
 
 
 def test_cores_used_from_two_snapshots():
-    from lab.cpuload import Snapshot, cores_used, worker_cpu_seconds
+    from lab.profiling.cpuload import Snapshot, cores_used, worker_cpu_seconds
 
     start = Snapshot(wall=10.0, main_cpu_s=5.0, workers_cpu_s={11: 1.0, 12: 2.0})
     end = Snapshot(wall=12.0, main_cpu_s=6.5, workers_cpu_s={11: 2.0, 12: 2.5, 13: 0.5})
@@ -256,7 +256,7 @@ def test_cores_used_from_two_snapshots():
 
 
 def test_rng_and_contention_readings_come_from_the_numbers():
-    from lab.report import contention_reading, rng_note
+    from lab.render.report import contention_reading, rng_note
 
     step = {"counter_deltas": {"rng_calls": -2994}, "op_diff": []}
     assert "worker processes (not traced)" in rng_note(step)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from lab.engine.records import RECORD_SCHEMA_VERSION, append_record, read_records
 from lab.errors import LabError
-from lab.records import RECORD_SCHEMA_VERSION, append_record, read_records
 
 
 def _record(index: int) -> dict:

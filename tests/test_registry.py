@@ -14,11 +14,11 @@ import re
 import pytest
 import torch
 
-from lab.data import subset
+from lab.analysis.summary import _expectation_holds
+from lab.engine.plan import plan_entry
 from lab.errors import LabError
-from lab.plan import plan_entry
-from lab.presets import PRESETS
-from lab.registry import (
+from lab.recipe.presets import PRESETS
+from lab.recipe.registry import (
     LEAVE_ONE_OUT,
     all_steps,
     apply_steps,
@@ -26,8 +26,8 @@ from lab.registry import (
     get_steps,
     leave_one_out_variants,
 )
-from lab.summary import _expectation_holds
-from lab.trainer import run_training
+from lab.train.data import subset
+from lab.train.trainer import run_training
 from tests.conftest import SERIES_STEP_NAMES, STEP_NAMES
 
 STEPS = all_steps()

@@ -1,7 +1,7 @@
 import pytest
 
-from lab.config import DAWNBENCH_LR_KNOTS
-from lab.schedule import PiecewiseLinear
+from lab.recipe.config import DAWNBENCH_LR_KNOTS
+from lab.recipe.schedule import PiecewiseLinear
 
 
 def test_dawnbench_schedule_with_kink():

@@ -11,14 +11,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lab.config import Config, apply_overrides
-from lab.device_data import DevicePipeline, even_splits, rng_calls_per_epoch, transforms
 from lab.errors import LabError
-from lab.network import GhostBatchNorm, build_network, count_parameters, flops_per_image
-from lab.pipeline import steps_per_pass
-from lab.presets import get_preset
-from lab.registry import all_steps, apply_steps, get_steps, series_steps
-from lab.trainer import WeightAverage, whitening_filters
+from lab.recipe.config import Config, apply_overrides
+from lab.recipe.presets import get_preset
+from lab.recipe.registry import all_steps, apply_steps, get_steps, series_steps
+from lab.recipe.workload import device_rng_calls_per_epoch as rng_calls_per_epoch
+from lab.recipe.workload import steps_per_pass
+from lab.train.device_data import DevicePipeline, even_splits, transforms
+from lab.train.network import GhostBatchNorm, build_network, count_parameters, flops_per_image
+from lab.train.trainer import WeightAverage, whitening_filters
 
 
 def article_config(last_step: str) -> Config:
@@ -93,7 +94,7 @@ def test_ghost_batchnorm_normalises_interleaved_groups_and_averages_once():
 
 
 def test_whitening_filters_whiten_real_patches(real_cifar):
-    from lab.device_data import normalise
+    from lab.train.device_data import normalise
 
     images = normalise(real_cifar.train_images[:500], torch.device("cpu"), torch.float32)
     eps = 1e-2
@@ -157,7 +158,7 @@ def coded_images(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def raw_pixels(batch: torch.Tensor) -> torch.Tensor:
     """Undo the normalisation: the uint8 values the images were made of."""
-    from lab.pipeline import CIFAR_MEAN, CIFAR_STD
+    from lab.recipe.workload import CIFAR_MEAN, CIFAR_STD
 
     mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1) * 255
     std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1) * 255
@@ -240,9 +241,9 @@ def test_ghost_batchnorm_needs_whole_groups():
 def test_profiled_pass_of_the_final_network_spans_short_passes(real_cifar, tmp_path):
     """At a small scale a pass of the device pipeline holds 2 batches of 512; a profiled pass
     needs 2K+2 steps and goes on into the next pass, as training does."""
-    from lab.data import subset
-    from lab.profiling import profile_in_subprocess
-    from lab.registry import cumulative_variants
+    from lab.profiling.passes import profile_in_subprocess
+    from lab.recipe.registry import cumulative_variants
+    from lab.train.data import subset
 
     base = dataclasses.replace(get_preset("smoke").config, train_images=1100)
     final = cumulative_variants(base, series_steps("full"))[-1]

@@ -10,8 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from lab.presets import PRESETS
-from lab.stats import (
+from lab.analysis.stats import (
     NOT_SIGNIFICANT,
     SIGNIFICANT,
     Machine,
@@ -22,6 +21,7 @@ from lab.stats import (
     simulate_rounds,
     unpaired_ratio,
 )
+from lab.recipe.presets import PRESETS
 
 DEFAULT_ROUNDS = PRESETS["cpu"].rounds
 JOBS = 2000  # simulated jobs per rate: a rate's standard error is at most ~1.1 points

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 from scipy import stats
 
-from lab.stats import SIGNIFICANT, Machine, paired_ratio, simulate_rounds
+from lab.analysis.stats import SIGNIFICANT, Machine, paired_ratio, simulate_rounds
 
 
 def bootstrap_significant(logs: np.ndarray, rng: np.random.Generator, resamples: int = 999) -> bool:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lab.config import Config
+from lab.recipe.config import Config
 
 WHITENING_PATCH = 3  # 3x3 patches of 3 channels: 27-dimensional
 WHITENING_FILTERS = 3 * WHITENING_PATCH * WHITENING_PATCH

@@ -9,7 +9,7 @@ preprocessing re-run, each recorded as one more step. The profiler's overhead is
 steps' wall time against the K unprofiled steps of the same pass. Phases are labelled with
 `record_function("lab/<phase>")`. Each pass also keeps torch.profiler's per-operator aggregation
 of the recorded training steps (`operator_table`) and the cores the training process and its
-DataLoader workers used (`lab.cpuload`, from /proc: the workers are not in a CPU trace).
+DataLoader workers used (`lab.profiling.cpuload`, from /proc: the workers are not in a CPU trace).
 
 torch-tb-profiler 0.4.3 only counts events named `enumerate(DataLoader)#...__next__` in the
 operator category as DataLoader time, but current PyTorch records them as `user_annotation`,
@@ -37,11 +37,12 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
-from lab.cpuload import Snapshot, cores_used, snapshot
-from lab.data import Cifar
-from lab.pipeline import PAD, preprocess
-from lab.registry import Variant
-from lab.trainer import Trainer
+from lab.profiling.cpuload import Snapshot, cores_used, snapshot
+from lab.recipe.registry import Variant
+from lab.recipe.workload import PAD
+from lab.train.data import Cifar
+from lab.train.pipeline import preprocess
+from lab.train.trainer import Trainer
 
 LABEL_PREFIX = "lab/"
 DATALOADER_TWIN = "enumerate(DataLoader)#lab.wait_for_batch.__next__"

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab.config import ARTICLE_EPOCHS, DAWNBENCH_LR_KNOTS, Config
 from lab.errors import LabError
-from lab.schedule import PiecewiseLinear
+from lab.recipe.config import ARTICLE_EPOCHS, DAWNBENCH_LR_KNOTS, Config
+from lab.recipe.schedule import PiecewiseLinear
 
 
 @dataclass(frozen=True)

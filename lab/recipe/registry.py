@@ -13,10 +13,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lab import article
-from lab.config import Config
-from lab.counters import COUNTERS
 from lab.errors import LabError
+from lab.recipe import article
+from lab.recipe.config import Config
+from lab.recipe.counters import COUNTERS
 
 
 @dataclass(frozen=True)

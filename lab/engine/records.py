@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # imported where used: reading records (reports, comparisons)
     import torch
 
 RECORD_SCHEMA_VERSION = 2
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = lab.REPO_ROOT
 CODE_DIRS = ("lab", "ablations")
 
 
@@ -132,7 +132,7 @@ def run_record(
     """One timed run's record (the schema of docs/records.md).
 
     `slot`: round, position and seed; `variant`: name, role, steps, config; `plan`: the
-    variant's plan entry (sizes and expected counters, `lab.plan.plan_entry`); `data`: the
+    variant's plan entry (sizes and expected counters, `lab.engine.plan.plan_entry`); `data`: the
     data source and subset sizes; `peak`: the device's peak for the floor."""
     return {
         **meta,

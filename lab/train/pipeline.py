@@ -2,8 +2,8 @@
 
 Which pipeline runs is decided by config fields alone (`data_path`, `preprocessing`,
 `augment_rng`, `cutout`, `train_workers`, `test_workers`, `drop_last`); no step is named here.
-This module holds the DataLoader pipelines; `lab.device_data` the whole-set-on-device one. Both
-give the trainer the same thing: per epoch, an iterator of `(images, labels, rng_calls)`
+This module holds the DataLoader pipelines; `lab.train.device_data` the whole-set-on-device
+one. Both give the trainer the same thing: per epoch, an iterator of `(images, labels, rng_calls)`
 batches and its length; per evaluation, the test batches. Every sample reports how many RNG calls
 its augmentation made, and every worker process reports its launch, so the trainer *measures*
 the counters that explain each step rather than computing them from the config.
@@ -11,7 +11,6 @@ the counters that explain each step rather than computing them from the config.
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import time
 import warnings
@@ -23,15 +22,15 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from lab.config import Config
-from lab.errors import LabError
-
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2471, 0.2435, 0.2616)
-PAD = 4  # reflect padding before the random 32x32 crop
-CROP = 32
-BULK_RNG_CALLS_PER_EPOCH = 3  # crop x offsets, crop y offsets, flips
-CUTOUT_RNG_CALLS = 2  # the cutout square's top and left
+from lab.recipe.config import Config
+from lab.recipe.workload import (
+    CIFAR_MEAN,
+    CIFAR_STD,
+    CROP,
+    PAD,
+    bulk_rng_calls_per_epoch,
+    per_sample_rng_calls,
+)
 
 # The baseline deliberately starts 16 workers whatever the core count: that oversubscription is
 # what the worker steps remove, so PyTorch's advice against it is noise here.
@@ -39,17 +38,6 @@ warnings.filterwarnings("ignore", message="This DataLoader will create", categor
 
 
 # ----------------------------------------------------------------------------- augmentation
-
-
-def per_sample_rng_calls(cutout: int) -> int:
-    """RNG calls of one sample's per-sample choices: crop top, crop left, flip, and the
-    cutout square's top and left when there is one."""
-    return 3 + (CUTOUT_RNG_CALLS if cutout else 0)
-
-
-def bulk_rng_calls_per_epoch(cutout: int) -> int:
-    """Vectorised RNG calls of one epoch's bulk choices."""
-    return BULK_RNG_CALLS_PER_EPOCH + (CUTOUT_RNG_CALLS if cutout else 0)
 
 
 @dataclass(frozen=True)
@@ -322,55 +310,3 @@ def build_pipeline(
     )
     return LoaderPipeline(train_loader, test_loader, choices, launches, preprocess_s)
 
-
-def passes(config: Config) -> int:
-    """Passes over the training set: a fractional epoch count rounds up (the last pass is cut)."""
-    return math.ceil(config.epochs - 1e-9)
-
-
-def batches_per_epoch(config: Config, train_size: int) -> int:
-    """Training batches in a whole pass: the last, smaller one counts unless dropped."""
-    if config.drop_last:
-        return train_size // config.batch_size
-    return math.ceil(train_size / config.batch_size)
-
-
-def steps_per_pass(config: Config, train_size: int) -> list[int]:
-    """Optimiser steps of each pass: full passes take every batch, a last fractional pass
-    that fraction of them, rounded, and at least one."""
-    full = batches_per_epoch(config, train_size)
-    if full == 0:
-        raise LabError(
-            f"train_images={train_size} is fewer than batch_size={config.batch_size} with "
-            "drop_last=true: no training batch; use --set train_images=... or a larger preset"
-        )
-    steps = []
-    for index in range(passes(config)):
-        fraction = min(1.0, config.epochs - index)
-        steps.append(full if fraction >= 1.0 else max(1, round(fraction * full)))
-    return steps
-
-
-def trained_samples(config: Config, train_size: int) -> list[int]:
-    """Images trained on in each pass (a dropped or cut batch is not trained on)."""
-    return [
-        min(steps * config.batch_size, train_size) for steps in steps_per_pass(config, train_size)
-    ]
-
-
-def expected_worker_launches(config: Config) -> int:
-    """Worker processes the config implies: every pass over each loader starts its workers."""
-    if config.data_path == "device":
-        return 0
-    return passes(config) * (config.train_workers + config.test_workers)
-
-
-def expected_rng_calls(config: Config, train_size: int) -> int:
-    """Augmentation RNG calls the config implies over a whole run."""
-    if config.data_path == "device":
-        from lab.device_data import rng_calls_per_epoch
-
-        return rng_calls_per_epoch(config) * passes(config)
-    if config.augment_rng == "bulk":
-        return bulk_rng_calls_per_epoch(config.cutout) * passes(config)
-    return per_sample_rng_calls(config.cutout) * sum(trained_samples(config, train_size))

@@ -27,8 +27,16 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from lab.config import Config
-from lab.pipeline import CIFAR_MEAN, CIFAR_STD, CROP, PAD, Batch, batches_per_epoch
+from lab.recipe.config import Config
+from lab.recipe.workload import (
+    CIFAR_MEAN,
+    CIFAR_STD,
+    CROP,
+    PAD,
+    batches_per_epoch,
+    device_rng_calls_per_epoch,
+)
+from lab.train.pipeline import Batch
 
 Option = tuple[int, ...]  # one choice of a transform: a crop offset, a flip, a cutout corner
 Transform = tuple[str, list[Option], Callable[[torch.Tensor, Option], torch.Tensor]]
@@ -66,12 +74,6 @@ def transforms(config: Config) -> list[Transform]:
             ("cutout", [(top, left) for top in corners for left in corners], _cutout(config.cutout))
         )
     return chosen
-
-
-def rng_calls_per_epoch(config: Config) -> int:
-    """Two draws per transform (a permutation of the set, a shuffle of the options) and the
-    final permutation."""
-    return 2 * len(transforms(config)) + 1
 
 
 def even_splits(total: int, parts: int) -> list[tuple[int, int]]:
@@ -154,7 +156,7 @@ class DevicePipeline:
             yield data[start:end], labels[start:end], no_calls
 
     def epoch(self, generator: torch.Generator) -> tuple[Iterator[Batch], int]:
-        return self._train_batches(generator), rng_calls_per_epoch(self.config)
+        return self._train_batches(generator), device_rng_calls_per_epoch(self.config)
 
     def test_batches(self) -> Iterator[Batch]:
         no_calls = torch.zeros(1, dtype=torch.int64)

@@ -27,12 +27,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from lab.config import Config
-from lab.data import Cifar
-from lab.device_data import DevicePipeline, normalise
 from lab.errors import LabError
-from lab.network import WHITENING_PATCH, build_network
-from lab.pipeline import Batch, LoaderPipeline, build_pipeline, steps_per_pass
+from lab.recipe.config import Config
+from lab.recipe.workload import steps_per_pass
+from lab.train.data import Cifar
+from lab.train.device_data import DevicePipeline, normalise
+from lab.train.network import WHITENING_PATCH, build_network
+from lab.train.pipeline import Batch, LoaderPipeline, build_pipeline
 
 
 @dataclass

@@ -14,8 +14,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from lab import article as the_article  # noqa: E402
-from lab import outputs  # noqa: E402
+from lab.engine import outputs  # noqa: E402
+from lab.recipe import article as the_article  # noqa: E402
 
 SAVING, SLOWDOWN, TOTAL, ONE_OFF = "#2a9d8f", "#e76f51", "#264653", "#b8b8b8"
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lab import REPO_ROOT
 from lab.errors import LabError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -69,8 +70,7 @@ def default_data_candidates() -> list[Path]:
     candidates = []
     if os.environ.get("LAB_DATA"):
         candidates.append(Path(os.environ["LAB_DATA"]))
-    repo_root = Path(__file__).resolve().parent.parent
-    candidates.append(repo_root.parent / "shared" / "data" / "cifar10-jpeg")
+    candidates.append(REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg")
     candidates.append(default_cache_dir() / PYTHON_VERSION_DIR)
     return candidates
 

@@ -2,8 +2,8 @@
 job's power, leave-one-out savings and interactions, counter deltas, profiles and the floor.
 
 Built from the records alone (warm-up runs excluded), so any report can be regenerated. How the
-numbers are compared is `lab.stats` and docs/statistics.md; in short, every saving is a paired
-comparison of two variants within each round.
+numbers are compared is `lab.analysis.stats` and docs/statistics.md; in short, every saving
+is a paired comparison of two variants within each round.
 
 Seconds. A step's saving in percent is of the variant before it. In seconds it is stated at the
 baseline's scale: the chain T0 = median baseline time, T_k = T_(k-1) x ratio_k gives every
@@ -18,17 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from lab import article
-from lab.counters import COUNTERS, counter_values
-from lab.floor import floor_seconds
-from lab.registry import BASELINE, CONTROL, LEAVE_ONE_OUT, STEP, Step, all_steps
-from lab.stats import (
+from lab.analysis.stats import (
     Ratio,
     median,
     minimum_detectable_pct,
     pooled_log_sd,
     ratio_from_logs,
 )
+from lab.engine.floor import floor_seconds
+from lab.recipe import article
+from lab.recipe.counters import COUNTERS, counter_values
+from lab.recipe.registry import BASELINE, CONTROL, LEAVE_ONE_OUT, STEP, Step, all_steps
 
 SUMMARY_SCHEMA_VERSION = 2
 TIMINGS = ("total_s", "train_s", "eval_s", "preprocess_s")

@@ -11,19 +11,19 @@ from typing import Any
 
 import torch
 
-from lab import outputs
-from lab.config import Config
-from lab.data import Cifar, load_cifar, source_key, subset
+from lab.engine import outputs
+from lab.engine.floor import measure_peak_tflops, training_dtype, vendor_peak_tflops
+from lab.engine.job import Job, Slot
+from lab.engine.outputs import tb_run_name
+from lab.engine.plan import plan_entry
+from lab.engine.records import append_record, device_name, metadata, read_records, run_record
 from lab.errors import LabError
-from lab.floor import measure_peak_tflops, training_dtype, vendor_peak_tflops
-from lab.job import Job, Slot
-from lab.outputs import tb_run_name
-from lab.pipeline import passes
-from lab.plan import plan_entry
-from lab.profiling import profile_in_subprocess
-from lab.records import append_record, device_name, metadata, read_records, run_record
-from lab.registry import BASELINE, STEP, Variant
-from lab.trainer import EpochStats, resolve_precision, run_training
+from lab.profiling.passes import profile_in_subprocess
+from lab.recipe.config import Config
+from lab.recipe.registry import BASELINE, STEP, Variant
+from lab.recipe.workload import passes
+from lab.train.data import Cifar, load_cifar, source_key, subset
+from lab.train.trainer import EpochStats, resolve_precision, run_training
 
 
 class Progress:

@@ -12,7 +12,7 @@ import typing
 from dataclasses import dataclass
 
 from lab.errors import LabError
-from lab.schedule import PiecewiseLinear
+from lab.recipe.schedule import PiecewiseLinear
 
 # The DAWNBench schedule in epochs, with the kink at epoch 15 (SPEC.md).
 DAWNBENCH_LR_KNOTS: tuple[tuple[float, float], ...] = (

@@ -4,11 +4,11 @@
 A job is a list of rounds (Abedi & Brecht's randomized multiple interleaved trials): after one
 discarded warm-up run of the baseline, every round runs every variant once, in an order
 shuffled per round from the recorded `order_seed`. Machine drift then falls on every variant
-alike, and the paired comparison within a round (`lab.stats`) removes most of it. A job of more
-than one variant also runs a control, a second copy of the baseline, in every round: its
+alike, and the paired comparison within a round (`lab.analysis.stats`) removes most of it. A
+job of more than one variant also runs a control, a second copy of the baseline, in every round: its
 comparison with the baseline is the noise floor of this very job.
 
-This module is plain data and knows nothing of training; `lab.runner` executes a job.
+This module is plain data and knows nothing of training; `lab.engine.runner` executes a job.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from lab import outputs
-from lab.config import Config, apply_overrides
+from lab.engine import outputs
 from lab.errors import LabError
-from lab.presets import get_preset
-from lab.registry import (
+from lab.recipe.config import Config, apply_overrides
+from lab.recipe.presets import get_preset
+from lab.recipe.registry import (
     Variant,
     control_variant,
     cumulative_variants,

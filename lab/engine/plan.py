@@ -5,20 +5,18 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from lab.config import Config
-from lab.data import IMAGE_SHAPE
-from lab.floor import floor_seconds
-from lab.network import build_network, count_parameters, flops_per_image, network_fields
-from lab.pipeline import (
+from lab.engine.floor import floor_seconds
+from lab.recipe.config import Config
+from lab.recipe.registry import Variant
+from lab.recipe.workload import (
     expected_rng_calls,
     expected_worker_launches,
     steps_per_pass,
+    subset_sizes,
     trained_samples,
 )
-from lab.registry import Variant
-
-FULL_TRAIN_SIZE = 50_000
-FULL_TEST_SIZE = 10_000
+from lab.train.data import IMAGE_SHAPE
+from lab.train.network import build_network, count_parameters, flops_per_image, network_fields
 
 
 @functools.cache
@@ -30,13 +28,6 @@ def network_size(config: Config) -> tuple[int, int]:
     """(trainable parameters, forward+backward FLOPs per image), counted once per network
     (counting FLOPs takes ~1 s): variants that differ in other fields share the count."""
     return _size(network_fields(config))
-
-
-def subset_sizes(config: Config) -> tuple[int, int]:
-    """Images per split the config trains and tests on (the full set when not subset)."""
-    train = min(config.train_images or FULL_TRAIN_SIZE, FULL_TRAIN_SIZE)
-    test = min(config.test_images or FULL_TEST_SIZE, FULL_TEST_SIZE)
-    return train, test
 
 
 def plan_entry(variant: Variant, peak_tflops: float | None = None) -> dict[str, Any]:

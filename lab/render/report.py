@@ -1,0 +1,627 @@
+"""report.md from a summary, and `write_report`: summary.json, the charts, report.md and the
+TensorBoard scalars of an output folder, from its records alone (results.jsonl; profile.jsonl
+and sessions.jsonl when present). Nothing here imports the training stack."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from lab.analysis.stats import CONFIDENCE, MIN_ROUNDS, SIGNIFICANT
+from lab.analysis.summary import build_summary
+from lab.engine import outputs
+from lab.engine.records import read_records
+from lab.errors import LabError
+from lab.recipe import article
+from lab.recipe.counters import COUNTERS, SHOWN_CHANGE
+from lab.render.breakdown import draw_breakdown
+from lab.render.tblogs import write_tensorboard_logs
+from lab.render.waterfall import draw_leave_one_out, draw_waterfall
+
+
+def _ci(ci: list[float] | None, digits: int = 2) -> str:
+    return "n/a" if ci is None else f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
+
+
+def _saving(comparison: dict[str, Any], unit: str = "s") -> str:
+    """'+0.42 s [+0.10, +0.70]' or '+4.1% [-1.2, +9.0] (not significant)'."""
+    value = comparison["saved_s" if unit == "s" else "saved_pct"]
+    verdict = "" if value["verdict"] == SIGNIFICANT else f" ({value['verdict']})"
+    if unit == "s":
+        return f"{value['median']:+.2f} s {_ci(value['ci95'])}{verdict}"
+    return f"{value['median']:+.1f}% {_ci(value['ci95'], 1)}{verdict}"
+
+
+def _counters_changed(step: dict[str, Any], before: dict[str, Any]) -> str:
+    """Exact counters: any change; timed ones: a change of more than SHOWN_CHANGE."""
+    parts = []
+    for key, counter in COUNTERS.items():
+        if key not in step["counter_deltas"]:
+            continue
+        delta = step["counter_deltas"][key]
+        reference = abs(before["counters"][key]) or 1.0
+        if (counter.exact and delta != 0) or (
+            not counter.exact and abs(delta) / reference > SHOWN_CHANGE
+        ):
+            parts.append(f"{counter.label} {counter.delta_format.format(delta)}")
+    return "; ".join(parts) or "none"
+
+
+def _accuracy(variant: dict[str, Any]) -> str:
+    acc = variant["accuracy"]
+    return f"{acc['median']:.1%} ({acc['reached']}/{acc['runs']} reached {acc['target']:.0%})"
+
+
+def _article_claim(step: dict[str, Any]) -> str:
+    claim = "-" if step["article"]["saved_s"] is None else f"-{step['article']['saved_s']:g} s"
+    notes = [f"Part {step['article']['part']}"] if step["article"].get("part") else []
+    if step["article"]["shared_with"]:
+        notes.append(f"with {', '.join(step['article']['shared_with'])}")
+    return claim + (f" ({', '.join(notes)})" if notes else "")
+
+
+def _step_name(step: dict[str, Any]) -> str:
+    flag = " ⚑" if step["flagged"] else ""
+    no_effect = " ∅" if step.get("no_effect_expected") else ""
+    return f"+{step['name']}{flag}{no_effect}"
+
+
+def _table(summary: dict[str, Any]) -> list[str]:
+    chain = [v for v in summary["variants"] if v["role"] in ("baseline", "step")]
+    lines = [
+        "| step | time (paired) | median run | saved (s, 95% CI) | saved (% of previous) "
+        "| counters changed | accuracy | article (V100) |",
+        "| --- | ---: | ---: | --- | --- | --- | --- | --- |",
+        f"| baseline | {chain[0]['paired_time_s']:.2f} s | "
+        f"{chain[0]['timing']['total_s']['median']:.2f} s | | | | {_accuracy(chain[0])} | "
+        f"{summary['article']['baseline_s']:g} s |",
+    ]
+    for before, variant, step in zip(chain, chain[1:], summary["steps"], strict=False):
+        lines.append(
+            f"| {_step_name(step)} | {variant['paired_time_s']:.2f} s | "
+            f"{variant['timing']['total_s']['median']:.2f} s | {_saving(step)} | "
+            f"{_saving(step, '%')} | {_counters_changed(step, before)} | {_accuracy(variant)} "
+            f"| {_article_claim(step)} |"
+        )
+    return lines
+
+
+def _noise_floor(summary: dict[str, Any]) -> list[str]:
+    """The control and the minimum detectable saving, in plain words."""
+    lines = []
+    control, power = summary["control"], summary["power"]
+    if control is None:
+        lines.append(
+            "- No control ran (`--no-control` or a single variant): this job measured no noise "
+            "floor of its own."
+        )
+    else:
+        pct = control["saved_pct"]
+        reading = (
+            "the machine was too noisy in this job to trust small savings: a second copy of "
+            "the baseline read as different from the baseline"
+            if pct["verdict"] == SIGNIFICANT
+            else "as it should, since the two ran the same code: no sign that the machine was "
+            "too noisy for this job's intervals"
+        )
+        lines.append(
+            f"- **Control** (`{control['variant']}`, the baseline run a second time in every "
+            f"round): {pct['median']:+.1f}% {_ci(pct['ci95'], 1)}, {pct['verdict']}; "
+            f"{reading}."
+        )
+    mde = power["min_detectable_pct"]
+    if mde is None:
+        lines.append(
+            f"- Fewer than {MIN_ROUNDS} rounds: no interval and no minimum detectable saving."
+        )
+    else:
+        lines.append(
+            f"- **Minimum detectable saving: {mde:.1f}%.** With {power['rounds']} rounds and this "
+            f"job's paired noise ({power['paired_sd_pct']:.1f}% per round, pooled over every "
+            "comparison), a step that saves at least that much reads significant 80% of the "
+            'time; a smaller real saving may read "not significant".'
+        )
+    return lines
+
+
+def _rule_table(summary: dict[str, Any]) -> list[str]:
+    """Each step beside the article's figure, measured on the article's own timing rule."""
+    steps = [s for s in summary["steps"] if s["article"].get("rule")]
+    if all(s["article"]["rule"] == article.TRAIN_EVAL for s in steps):
+        return []  # every step on the lab's own rule: the results table says it all
+    lines = [
+        "## Against the article, on its own timing rule",
+        "",
+        f"The lab times one region for every variant: {article.TRAIN_EVAL}. The article's "
+        f"Parts 1-4 timed the same; Part 8 timed {article.TRAIN_PREPROCESS} (its one-off "
+        "preprocessing, the whitening's eigendecomposition included). Here each step's saving "
+        "is recomputed from the recorded parts on its own part's rule (paired, 95% t), beside "
+        "the article's saving as a percentage of its previous time. Percentages, not seconds, "
+        "are what transfers between machines.",
+        "",
+        "| step | article: part, rule | article saved | ours, on that rule | ours, timed region |",
+        "| --- | --- | ---: | --- | --- |",
+    ]
+    for step in steps:
+        claim = step["article"]
+        rule = "train + eval" if claim["rule"] == article.TRAIN_EVAL else "train + preprocess"
+        shared = f" (with {', '.join(claim['shared_with'])})" if claim["shared_with"] else ""
+        lines.append(
+            f"| {_step_name(step)} | Part {claim['part']}, {rule} | "
+            f"-{claim['saved_s']:g} s ({claim['saved_pct']:.1f}%){shared} | "
+            f"{_saving(claim['ours_on_rule'], '%')} | {_saving(step, '%')} |"
+        )
+    lines += ["", "∅ = no effect expected on this device (see Reading).", ""]
+    return lines
+
+
+def _sum_check(summary: dict[str, Any]) -> str:
+    total = summary["total"]
+    return (
+        f"The steps' savings add up to {total['sum_of_step_savings_s']:.2f} s = baseline "
+        f"{total['baseline_s']:.2f} s - final {total['final_s']:.2f} s (the paired chain; the "
+        f"final variant's median run is {total['final_median_s']:.2f} s)."
+    )
+
+
+def _leave_one_out_table(summary: dict[str, Any]) -> list[str]:
+    steps = [s for s in summary["steps"] if "leave_one_out" in s]
+    if not steps:
+        return []
+    lines = [
+        "## Order-independent attribution (leave-one-out)",
+        "",
+        "Each step's saving when it is added last (all steps but it -> all steps), beside its "
+        "saving in the cumulative order. The difference is the interaction: how much the "
+        "step's worth depends on the steps before it.",
+        "",
+        "| step | cumulative saving | saving when added last | interaction | reading |",
+        "| --- | --- | --- | ---: | --- |",
+    ]
+    for step in steps:
+        interaction = step["interaction"]
+        verdict = "" if interaction["verdict"] == SIGNIFICANT else f" ({interaction['verdict']})"
+        lines.append(
+            f"| {step['name']} | {_saving(step, '%')} | {_saving(step['leave_one_out'], '%')} | "
+            f"{interaction['pct_points']:+.1f} points{verdict} | {interaction['reading']} |"
+        )
+    lines += ["", f"![leave-one-out]({outputs.LEAVE_ONE_OUT}.png)", ""]
+    return lines
+
+
+def _reading(summary: dict[str, Any]) -> list[str]:
+    """A plain reading generated from the numbers."""
+    total, steps = summary["total"], summary["steps"]
+    if not steps:
+        v = summary["variants"][0]
+        return [
+            f"- One variant: {v['timing']['total_s']['median']:.2f} s median over "
+            f"{v['runs']} run(s), {_accuracy(v)}."
+        ]
+    claim = summary["article"]
+    lines = [
+        f"- Baseline {total['baseline_s']:.2f} s -> final {total['final_s']:.2f} s: "
+        f"{total['saved_s']:.2f} s saved ({total['saved_pct']:.1f}%); the article saved "
+        f"{claim['saved_s']:g} s of {claim['baseline_s']:g} s "
+        f"({claim['saved_s'] / claim['baseline_s']:.1%}) on a {claim['device']}.",
+    ]
+    significant = [s for s in steps if s["saved_pct"]["verdict"] == SIGNIFICANT]
+    faster = [s for s in significant if s["saved_pct"]["median"] > 0]
+    if faster:
+        biggest = max(faster, key=lambda s: s["saved_pct"]["median"])
+        lines.append(
+            f"- Largest significant saving: {biggest['name']} "
+            f"({biggest['saved_s']['median']:+.2f} s, {biggest['saved_pct']['median']:.1f}%)."
+        )
+    quiet = [s["name"] for s in steps if s["saved_pct"]["verdict"] != SIGNIFICANT]
+    if quiet:
+        lines.append(
+            f"- Not distinguishable from run-to-run noise here: {', '.join(quiet)}. "
+            '"Not significant" means the data do not show a difference, not that there is none.'
+        )
+    slower = [s["name"] for s in significant if s["saved_pct"]["median"] < 0]
+    if slower:
+        lines.append(f"- Significantly slower on this machine: {', '.join(slower)}.")
+    for step in (s for s in steps if s.get("no_effect_expected")):
+        lines.append(
+            f"- ∅ {step['name']}: {step['no_effect_expected']}; its measured change is "
+            f"{_saving(step, '%')}."
+        )
+    if summary["meta"].get("preset") != "dawnbench" and len(steps) > 1:
+        lines.append(
+            "- Accuracy: a scaled preset trains on a small subset for a fraction of an epoch, "
+            "so no variant comes near 94%; compare accuracies between variants of this job "
+            "(equal scale), not with the article."
+        )
+    for step in (s for s in steps if s["flagged"]):
+        broken = [
+            f"{c['counter']} expected {c['expected']} ({c['before']:.3g} -> {c['after']:.3g})"
+            for c in step["expectations"]
+            if not c["holds"]
+        ]
+        lines.append(
+            f"- ⚑ {step['name']}: counters did not move as its docstring says: "
+            f"{'; '.join(broken) or 'measured counters differ from the plan'}."
+        )
+    if total["one_off_preprocessing_s"]:
+        part8 = any(s["article"].get("rule") == article.TRAIN_PREPROCESS for s in steps)
+        where = (
+            "as in Parts 1-4 of the article; Part 8 counts it, see the table on its rule"
+            if part8
+            else "as in the article"
+        )
+        lines.append(
+            f"- One-off preprocessing costs {total['one_off_preprocessing_s']:.2f} s before "
+            f"training, outside the timed region ({where}), shown as its own bar."
+        )
+    return lines
+
+
+def _where_table(summary: dict[str, Any]) -> list[str]:
+    """Where the profiled steps' time went, per variant, and how each step moved it."""
+    variants = [v for v in summary["variants"] if "profile" in v]
+    if not variants:
+        return ["Not profiled (`--no-profile`)."]
+    lines = [
+        "| variant | recorded training steps | data | compute | other | profiler overhead "
+        "| trace (tb/) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for v in variants:
+        p = v["profile"]
+        overhead = "n/a" if p["profiler_overhead"] is None else f"{p['profiler_overhead']:+.0%}"
+        cells = " | ".join(
+            f"{p['seconds'][c]:.2f} s ({p['shares'][c]:.0%})" for c in ("data", "compute", "other")
+        )
+        lines.append(
+            f"| {v['name']} | {p['seconds']['step']:.2f} s | {cells} | {overhead} "
+            f"| `{p['tb_run']}` |"
+        )
+    lines += [
+        "",
+        "| step | data | compute | other | saving came from |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for step in summary["steps"]:
+        where = step.get("where")
+        if not where:
+            continue
+        cells = " | ".join(
+            f"{where['seconds_change'][c]:+.2f} s ({where['shares'][c][0]:.0%} -> "
+            f"{where['shares'][c][1]:.0%})"
+            for c in ("data", "compute", "other")
+        )
+        lines.append(f"| {step['name']} | {cells} | {where['came_from']} |")
+    return lines
+
+
+def _floor_lines(summary: dict[str, Any]) -> list[str]:
+    floor = summary["variants"][0]["floor"]
+    vendor = floor["vendor_peak_tflops"]
+    lines = [
+        f"Peak used: {floor['peak_tflops']:.3g} TFLOP/s ({floor['peak_source']}); measured "
+        f"matmul peak {floor['measured_peak_tflops']:.3g} TFLOP/s in {floor['peak_dtype']}"
+        + (
+            f"; vendor figure {vendor:g} TFLOP/s"
+            if vendor
+            else "; no vendor figure for this device"
+        )
+        + ". Minimum time = FLOPs per image (forward+backward, `torch.utils.flop_counter`) x "
+        "training images x epochs / peak.",
+        "",
+        "| variant | FLOPs/image | training FLOPs | floor | measured (median run) | efficiency |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for v in (v for v in summary["variants"] if v["role"] in ("baseline", "step")):
+        f = v["floor"]
+        lines.append(
+            f"| {v['name']} | {f['flops_per_image']:.3g} | {f['total_flops']:.3g} | "
+            f"{f['floor_s']:.2f} s | {v['timing']['total_s']['median']:.2f} s | "
+            f"{f['efficiency']:.1%} |"
+        )
+    return lines
+
+
+def _wall(summary: dict[str, Any]) -> str:
+    sessions = summary["sessions"]
+    if not sessions["count"]:
+        return "- Wall time: not recorded (no sessions.jsonl)."
+    minutes, seconds = divmod(round(sessions["wall_s"]), 60)
+    return (
+        f"- Wall time of the job: {minutes} min {seconds:02d} s over {sessions['count']} "
+        f"session(s) (data loading, timed rounds and profiled passes; "
+        f"{'finished' if sessions['finished'] else 'not finished'})."
+    )
+
+
+# ----------------------------------------------------------------------------- why each step saves
+
+
+def _passes_note(summary: dict[str, Any]) -> str:
+    """How many profiled passes the breakdown rests on, and the rule that names a category."""
+    profiled = [v["profile"] for v in summary["variants"] if "profile" in v]
+    if not profiled:
+        return ""
+    passes = min(p["passes"] for p in profiled)
+    if passes == 1:
+        return (
+            "One profiled pass per variant (`--profile-passes 1`): there is no spread to judge "
+            "a change by, so a category is named only when its fall per step exceeds what the "
+            "profiler itself added to the two passes (profiled minus unprofiled steps); "
+            'otherwise "unclear". Run with `--profile-passes 3` for medians and spread.'
+        )
+    chance = math.factorial(passes) ** 2 / math.factorial(2 * passes)
+    return (
+        f"Medians of {passes} profiled passes per variant. A category is named only when its "
+        "fall per step exceeds what the profiler itself added to the two variants' passes and "
+        "every pass of the later variant spent less per step in it than every pass of the "
+        f"earlier one (by chance alone: {chance:.0%} for a category that did not change); "
+        'otherwise "unclear".'
+    )
+
+
+def _cores(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _contention_lines(summary: dict[str, Any]) -> list[str]:
+    """Cores used by the main process and the DataLoader workers during the recorded steps,
+    and what each step that changed the workers did to them, in words from the numbers."""
+    chain = [v for v in summary["variants"] if v.get("profile", {}).get("cpu")]
+    if not chain:
+        return []
+    lines = [
+        "| variant | worker processes | workers' cores | main process cores | machine "
+        "(usable) cores | without the profiler: workers / main |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for v in chain:
+        cpu = v["profile"]["cpu"]
+        quiet = cpu.get("unprofiled") or {}
+        processes = "n/a" if cpu["worker_processes"] is None else f"{cpu['worker_processes']:g}"
+        lines.append(
+            f"| {v['name']} | {processes} | {_cores(cpu['workers_cores'])} "
+            f"| {_cores(cpu['main_cores'])} "
+            f"| {cpu['machine_cores']:g} ({cpu['usable_cores']:g}) "
+            f"| {_cores(quiet.get('workers_cores'))} / {_cores(quiet.get('main_cores'))} |"
+        )
+    lines.append("")
+    order = [v for v in summary["variants"] if v["role"] in ("baseline", "step")]
+    for before, after, step in zip(order, order[1:], summary["steps"], strict=False):
+        reading = contention_reading(
+            step["name"],
+            before.get("profile", {}).get("cpu"),
+            after.get("profile", {}).get("cpu"),
+        )
+        if reading:
+            lines.append(f"- {reading}")
+    return lines
+
+
+def _workers_phrase(cpu: dict[str, Any]) -> str:
+    count = cpu["worker_processes"]
+    if not count:
+        return "no worker process ran (the main thread loaded the data)"
+    plural = "es" if count != 1 else ""
+    return f"{count:.0f} worker process{plural} used {cpu['workers_cores']:.2f} cores"
+
+
+def contention_reading(
+    name: str, before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> str:
+    """'single_worker: before it, 16 worker processes used 1.10 cores during the recorded
+    steps on a 2-core machine, the main process 0.85; after it, 1 worker process used 0.30
+    cores, the main process 1.60.' Empty when the step did not change the worker processes
+    or a figure is missing (no /proc)."""
+    if not before or not after or None in (before["workers_cores"], after["workers_cores"]):
+        return ""
+    if before["worker_processes"] == after["worker_processes"]:
+        return ""
+    reading = (
+        f"{name}: before it, {_workers_phrase(before)} during the recorded steps on a "
+        f"{before['machine_cores']:g}-core machine, the main process {before['main_cores']:.2f}; "
+        f"after it, {_workers_phrase(after)}, the main process {after['main_cores']:.2f}."
+    )
+    idle = [
+        cpu for cpu in (before, after) if cpu["worker_processes"] and cpu["workers_cores"] < 0.05
+    ]
+    if idle:
+        # Workers prefetch 2 batches each: a short pass is loaded before its first step ends.
+        reading += (
+            " Workers that sit idle in the recorded steps did their work before them, at the "
+            "start of the pass (starting, and prefetching two batches each): that CPU time is "
+            "the runs' child CPU counter in the results table, not contention during steps."
+        )
+    return reading
+
+
+OP_DIFF_SHOWN = 8
+
+
+def _op_diff_lines(summary: dict[str, Any]) -> list[str]:
+    """Per step, the operators whose calls or self time per recorded step changed most."""
+    steps = [s for s in summary["steps"] if s.get("op_diff")]
+    if not steps:
+        return []
+    passes = min(v["profile"]["passes"] for v in summary["variants"] if "profile" in v)
+    lines = [
+        "## Operator diff per step",
+        "",
+        "Per recorded training step, from torch.profiler's per-operator aggregation of each "
+        "pass (medians over passes): calls are exact counts; self times are noisy"
+        + (
+            ": with one profiled pass none is called a cause."
+            if passes == 1
+            else f": a time change is marked * only when every one of the {passes} passes "
+            "after it is on one side of every pass before it."
+        )
+        + " Worker processes are not traced: work done in DataLoader workers (per-sample "
+        "decoding, augmentation and its RNG) is absent from these counts.",
+        "",
+    ]
+    for step in steps:
+        lines += [
+            f"**{step['name']}**",
+            "",
+            "| operator | calls before | calls after | change | self ms before | self ms after "
+            "| change |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for row in step["op_diff"][:OP_DIFF_SHOWN]:
+            mark = " *" if row["beyond_spread"] else ""
+            lines.append(
+                f"| `{row['name']}` | {row['calls_before']:.3g} | {row['calls_after']:.3g} | "
+                f"{row['calls_change']:+.3g} | {1e3 * row['self_s_before']:.2f} | "
+                f"{1e3 * row['self_s_after']:.2f} | {1e3 * row['self_s_change']:+.2f}{mark} |"
+            )
+        note = rng_note(step)
+        lines += ["", *([note, ""] if note else [])]
+    return lines
+
+
+RNG_OPERATORS = ("aten::randint", "aten::rand", "aten::random_", "aten::uniform_")
+
+
+def rng_note(step: dict[str, Any]) -> str:
+    """Where the RNG calls of an augmentation step went, from the diff: traced (their calls
+    changed in the main process) or not (drawn in worker processes, or outside the recorded
+    steps)."""
+    if step["counter_deltas"].get("rng_calls", 0) == 0:
+        return ""
+    traced = [r for r in step["op_diff"] if r["name"].startswith(RNG_OPERATORS)]
+    if traced:
+        moves = ", ".join(f"`{r['name']}` {r['calls_change']:+g}" for r in traced)
+        return f"RNG operator calls per step in the traced process: {moves}."
+    return (
+        f"The runs' RNG calls changed by {step['counter_deltas']['rng_calls']:+,.0f}, but no RNG "
+        "operator call changed in the trace: per-sample draws were made in DataLoader worker "
+        "processes (not traced), and bulk draws once at the start of each epoch, before the "
+        "recorded steps. With a main-thread loader (`train_workers=0`) per-sample draws would "
+        "show here as `aten::randint`/`aten::rand` calls."
+    )
+
+
+def _breakdown_lines(summary: dict[str, Any]) -> list[str]:
+    """The passes note, the breakdown chart and the CPU the workers took."""
+    if not any("profile" in v for v in summary["variants"]):
+        return []
+    lines = [_passes_note(summary), "", f"![breakdown]({outputs.BREAKDOWN}.png)", ""]
+    contention = _contention_lines(summary)
+    if contention:
+        lines += [
+            "### Who used the cores",
+            "",
+            "CPU seconds per second of wall time (cores kept busy) during the recorded "
+            "training steps, read from /proc for the DataLoader worker processes, which the "
+            "trace does not show; the last column is the same over the pass's unprofiled "
+            "steps. Workers that take the cores slow the training loop's operators: on a CPU "
+            "that shows up as compute, not as waiting for data.",
+            "",
+            *contention,
+            "",
+        ]
+    return lines
+
+
+def render_report(summary: dict[str, Any]) -> str:
+    meta = summary["meta"]
+    chain = len(summary["steps"]) + 1
+    extra = len(summary["variants"]) - chain
+    has_control = summary["control"] is not None
+    extras = ", ".join(
+        part
+        for part in (
+            "the control" if has_control else "",
+            f"{extra - has_control} leave-one-out" if extra - has_control else "",
+        )
+        if part
+    )
+    lines = [
+        f"# Ablation report: preset `{meta.get('preset')}`",
+        "",
+        "Generated by `python -m lab.report` from the records; every number below is measured.",
+        "",
+        "## What was run",
+        "",
+        f"- Command: `{meta.get('command')}`",
+        f"- Device: {meta.get('device_name')} ({meta.get('cpu_cores')} cores)",
+        f"- Versions: lab {meta.get('lab_version')}, torch {meta.get('torch_version')}, "
+        f"Python {meta.get('python_version')}; git {meta.get('git_revision')}, "
+        f"code {meta.get('code_hash')}",
+        f"- Dates: {summary['first_run_date']} to {summary['last_run_date']}; "
+        f"{summary['rounds']} round(s), each running all {len(summary['variants'])} variant(s) "
+        f"({chain} cumulative{', ' + extras if extras else ''}) in an order "
+        f"shuffled per round (order seed {meta.get('order_seed')}); "
+        f"{summary['warmup_runs']} warm-up run(s) discarded",
+        _wall(summary),
+        "- Time = training + per-epoch test evaluation (DAWNBench's timed region); decoding and "
+        "one-off preprocessing are outside it and reported apart.",
+        "",
+        "## Noise floor and power",
+        "",
+        *_noise_floor(summary),
+        "",
+        "## Results",
+        "",
+        *(_table(summary) if summary["steps"] else _reading(summary)),
+        "",
+        _sum_check(summary) if summary["steps"] else "",
+        "",
+        "Saved = the paired comparison with the previous variant within each round: the "
+        f"geometric mean of the per-round time ratios, with its {CONFIDENCE:.0%} Student-t "
+        "interval over rounds (docs/statistics.md); in seconds at the baseline's scale "
+        "(time (paired) = the baseline's median run times the chained ratios). "
+        "⚑ = counters did not move as the step says.",
+        "",
+        f"![waterfall]({outputs.WATERFALL}.png)",
+        "",
+        *_rule_table(summary),
+        *_leave_one_out_table(summary),
+        "## Where the time goes",
+        "",
+        "From the profiled passes, apart from the timed runs: the recorded training "
+        "steps of a pass in steady state (data = waiting for the next batch, compute = forward + "
+        "backward + optimiser, other = the rest: host-to-device copy, Python); profiler overhead "
+        "= those steps against the same number of unprofiled steps of the same pass. "
+        "Open the traces with `python -m lab.tensorboard <out>`.",
+        "",
+        *_where_table(summary),
+        "",
+        *_breakdown_lines(summary),
+        *_op_diff_lines(summary),
+        "## The floor",
+        "",
+        *_floor_lines(summary),
+        "",
+        "## Reading",
+        "",
+        *_reading(summary),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _optional_records(path: Path) -> list[dict[str, Any]]:
+    return read_records(path) if path.exists() else []
+
+
+def write_report(out: Path) -> dict[str, Any]:
+    """summary.json, the charts and report.md in `out`, from its records."""
+    records = read_records(out / outputs.RESULTS)
+    if not any(not r["warmup"] for r in records):
+        raise LabError(f"{out / outputs.RESULTS}: no timed runs to report")
+    summary = build_summary(
+        records,
+        _optional_records(out / outputs.PROFILE),
+        _optional_records(out / outputs.SESSIONS),
+    )
+    (out / outputs.SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    draw_waterfall(summary, out)
+    draw_breakdown(summary, out)
+    if summary["leave_one_out"]:
+        draw_leave_one_out(summary, out)
+    (out / outputs.REPORT).write_text(render_report(summary))
+    write_tensorboard_logs(out, summary, records)
+    return summary
