@@ -129,7 +129,7 @@ def test_report_and_charts_are_written(all_out):
 def test_report_rebuilds_from_the_records_alone(all_out, tmp_path):
     copy = tmp_path / "copy"
     copy.mkdir()
-    for name in ("results.jsonl", "profile.jsonl", "sessions.jsonl"):
+    for name in ("results.jsonl", "plan.json", "profile.jsonl", "sessions.jsonl"):
         (copy / name).write_bytes((all_out / name).read_bytes())
     result = run_lab(str(copy), module="lab.report")
     assert result.returncode == 0, result.stderr

@@ -16,8 +16,9 @@ from lab.analysis.summary import build_summary
 from lab.engine import outputs
 from lab.engine.job import Job
 from lab.engine.records import read_plan, read_records
+from lab.errors import LabError
 from lab.recipe import article, registry
-from lab.render.report import render_report
+from lab.render.report import render_report, write_report
 
 EXAMPLES = sorted(p for p in (REPO_ROOT / "reports").glob("example-*") if p.is_dir())
 CHANGED_TITLE = "a title the registry took later"
@@ -78,3 +79,10 @@ def test_a_new_job_stores_the_facts_its_report_will_state(tmp_path, monkeypatch)
     number = facts["article_step"]
     stored = next(s for s in plan["article"]["steps"] if s["number"] == number)
     assert (stored["time_s"], stored["label"]) == (1.0, "later")
+
+
+def test_records_without_their_plan_are_a_clean_error(tmp_path):
+    results = (EXAMPLES[0] / outputs.RESULTS).read_bytes()
+    (tmp_path / outputs.RESULTS).write_bytes(results)
+    with pytest.raises(LabError, match="plan.json: no such plan"):
+        write_report(tmp_path)
