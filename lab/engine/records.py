@@ -235,7 +235,7 @@ def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
     if "breakdown" in record:
         breakdown = record["breakdown"]
         phases = {"data_wait": breakdown["data_s"], "h2d": breakdown["h2d_s"]}
-        upgraded["breakdown"] = {
+        upgraded["breakdown"] = {  # the record's own phases_s, where it has them, win
             "phases_s": {**phases, "compute": breakdown["compute_s"]},
             **breakdown,
         }
@@ -270,6 +270,12 @@ def upgrade_plan(plan: dict[str, Any]) -> dict[str, Any]:
     schema-2 code said, never from today's registry."""
     if plan["schema_version"] == PLAN_SCHEMA_VERSION:
         return plan
+    unknown = [name for name in plan["job"]["steps"] if name not in schema2.STEP_FACTS]
+    if unknown:
+        raise LabError(
+            f"plan.json: steps {', '.join(unknown)} unknown to the last schema-2 lab; "
+            "its report cannot be rebuilt by this one"
+        )
     return {
         **plan,
         "schema_version": PLAN_SCHEMA_VERSION,
