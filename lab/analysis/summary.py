@@ -177,7 +177,7 @@ def summarise_step(
                 expected, before["counters"][counter], after["counters"][counter]
             ),
         }
-        for counter, expected in facts["expects"].items()
+        for counter, expected in facts["expects"]
         if counter in shared
     ]
     return {

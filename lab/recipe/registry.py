@@ -68,7 +68,9 @@ class Step:
             "title": self.title,
             "article_step": self.article_step,
             "shared_with": self.article_shared_with,
-            "expects": dict(self.expects),
+            # [counter, direction] pairs: a list keeps the docstring's order through a JSON file
+            # written with sorted keys.
+            "expects": [[counter, moves] for counter, moves in self.expects.items()],
             "needs_precision": self.needs_precision,
         }
 
