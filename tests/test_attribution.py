@@ -8,6 +8,7 @@ import json
 import pytest
 
 from lab.recipe.registry import CONTROL_NAME
+from lab.render.words import interaction_reading
 from tests.conftest import assert_one_line_error, read_jsonl, run_lab
 
 STEPS = ["single_worker", "main_thread_aug"]
@@ -54,19 +55,24 @@ def test_leave_one_out_savings_and_interactions(loo_out):
     assert last["interaction"]["pct_points"] == pytest.approx(0.0, abs=1e-9)
     for step in (first, last):
         loo = step["leave_one_out"]
-        assert set(loo["saved_pct"]) == set(loo["saved_s"]) == {"median", "ci95", "verdict"}
+        assert set(loo["saved_pct"]) == set(loo["saved_s"]) == {"estimate", "ci95", "verdict"}
         assert step["interaction"]["pct_points"] == pytest.approx(
-            step["saved_pct"]["median"] - loo["saved_pct"]["median"]
+            step["saved_pct"]["estimate"] - loo["saved_pct"]["estimate"]
         )
-        assert step["name"] in step["interaction"]["reading"]
+        assert step["name"] in interaction_reading(step)
+        # The paired test behind the verdict is stored: the ratio of the two comparisons.
+        interaction = step["interaction"]
+        low, high = interaction["ci95"]
+        assert low <= interaction["ratio"] <= high
     # Without single_worker, main_thread_aug alone sets the workers to 0: the same configuration
     # as all steps, so single_worker added last changes nothing, and the reading says why.
-    assert "changes nothing" in first["interaction"]["reading"]
-    assert "is the last step" in last["interaction"]["reading"]
+    assert first["interaction"]["same_config"] and not first["interaction"]["is_last_step"]
+    assert "changes nothing" in interaction_reading(first)
+    assert "is the last step" in interaction_reading(last)
     # Seconds of adding a step last: the all-but-it variant's paired time minus the final's.
     final_s = summary["total"]["final_s"]
     ratio = first["leave_one_out"]["ratio"]
-    assert first["leave_one_out"]["saved_s"]["median"] == pytest.approx(final_s / ratio - final_s)
+    assert first["leave_one_out"]["saved_s"]["estimate"] == pytest.approx(final_s / ratio - final_s)
     report = (loo_out / "report.md").read_text()
     assert "## Order-independent attribution (leave-one-out)" in report
     assert "![leave-one-out](leave-one-out.png)" in report
@@ -74,9 +80,10 @@ def test_leave_one_out_savings_and_interactions(loo_out):
 
 
 def _derived(loo_out, tmp_path, name, change):
-    """A copy of the job's records with `change(record)` applied to each."""
+    """A copy of the job's records with `change(record)` applied to each, and its plan."""
     out = tmp_path / name
     out.mkdir()
+    (out / "plan.json").write_bytes((loo_out / "plan.json").read_bytes())
     records = [change(r) for r in read_jsonl(loo_out / "results.jsonl")]
     lines = [json.dumps(r) for r in records if r is not None]
     (out / "results.jsonl").write_text("\n".join(lines) + "\n")
@@ -136,7 +143,7 @@ def test_compare_finds_a_variant_made_30_percent_faster(loo_out, tmp_path):
     step = {row["step"]: row for row in comparison["steps"]}["main_thread_aug"]
     assert step["difference_verdict"] == "significant"
     assert step["difference_pct_points"] == pytest.approx(
-        step["saved_pct"][1]["median"] - step["saved_pct"][0]["median"]
+        step["saved_pct"][1]["estimate"] - step["saved_pct"][0]["estimate"]
     )
     text = run_lab(str(steady_out), str(faster_out), module="lab.compare").stdout
     assert "B/A" in text and "+main_thread_aug" in text and "saved in A" in text

@@ -19,16 +19,28 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "train": ("lab.recipe",),
     "profiling": ("lab.recipe", "lab.train"),
     "engine": ("lab.recipe", "lab.train", "lab.profiling"),
-    # Analysis and rendering read records and their file names, never the training stack.
-    "analysis": ("lab.recipe", "lab.engine.records", "lab.engine.outputs", "lab.engine.floor"),
+    # Analysis and rendering read records, plans and their file names, never the training stack,
+    # and of the recipe only what the record schema fixes (FROZEN_VOCABULARY).
+    "analysis": (
+        "lab.recipe.vocabulary",
+        "lab.recipe.counters",
+        "lab.engine.records",
+        "lab.engine.outputs",
+        "lab.engine.floor",
+    ),
     "render": (
-        "lab.recipe",
+        "lab.recipe.vocabulary",
+        "lab.recipe.counters",
         "lab.analysis",
         "lab.engine.records",
         "lab.engine.outputs",
         "lab.engine.floor",
     ),
 }
+# What a report says about a step or the article travels in the job's plan.json: the layers that
+# rebuild a report from records never import the live registry, the article's figures of the
+# day or the steps (tests/test_reports_from_records.py proves the effect).
+LIVE_FACTS = ("lab.recipe.registry", "lab.recipe.article", "ablations")
 TORCH_FREE = ("recipe", "analysis", "render")
 CLIS = ("lab.ablate", "lab.report", "lab.compare", "lab.tensorboard")
 
@@ -61,6 +73,29 @@ def test_each_layer_imports_only_the_layers_below_it(layer):
         if name != "lab" and not name.startswith(allowed)
     }
     assert not wrong, sorted(wrong)
+
+
+@pytest.mark.parametrize("layer", ["analysis", "render"])
+def test_reports_import_no_live_facts(layer):
+    wrong = {
+        f"{path.name} imports {name}"
+        for path in _module_files(layer)
+        for name in _lab_imports(path)
+        if name.startswith(LIVE_FACTS)
+    }
+    assert not wrong, sorted(wrong)
+
+
+def test_rebuilding_a_report_loads_no_live_facts():
+    """Not even indirectly: the CLIs that rebuild reports and compare jobs never load them."""
+    code = (
+        "import sys, lab.report, lab.compare, lab.tensorboard; "
+        f"print(sorted(m for m in sys.modules if m.startswith({LIVE_FACTS!r})))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=LAB.parent, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
 
 
 def test_every_module_belongs_to_a_layer_or_is_a_cli():

@@ -163,6 +163,7 @@ def _pass(index, data, compute, other, steps=2, added=0.0, operators=None):
             },
         },
         "operators": operators or [],
+        "cpu": None,
     }
 
 
@@ -174,11 +175,11 @@ def test_a_category_is_named_only_outside_the_spread_of_the_passes():
     clear = passes_summary([_pass(0, 1.05, 3.0, 0.2), _pass(1, 0.95, 3.2, 0.2)])
     result = attribute(before, clear)
     assert result["came_from"] == "compute" and result["passes"] == 2
+    assert result["reason"] == "beyond_spread"
     # The median falls by 0.3 s a step, but one pass after is above one pass before.
     noisy = passes_summary([_pass(0, 1.0, 3.0, 0.2), _pass(1, 1.0, 4.2, 0.2)])
-    assert (
-        attribute(before, noisy)["came_from"] == "unclear (within the spread of 2 profiled passes)"
-    )
+    unclear = attribute(before, noisy)
+    assert (unclear["came_from"], unclear["reason"]) == ("unclear", "within_spread")
     assert before["seconds"]["compute"] == pytest.approx(4.2)  # the median of the passes
     assert sum(before["shares"].values()) == pytest.approx(1.0)
 
@@ -190,10 +191,11 @@ def test_one_pass_names_a_category_only_beyond_the_profilers_own_added_time():
     # compute falls 0.5 s a step; the profiler added 0.2 + 0.1 s a step to the two passes.
     big = passes_summary([_pass(0, 0.0, 3.0, 0.0, steps=2, added=0.2)])
     result = attribute(before, big)
-    assert result["came_from"] == "compute"
+    assert (result["came_from"], result["reason"]) == ("compute", "beyond_profiler")
     assert result["threshold_per_step_s"] == pytest.approx(0.3)
     small = passes_summary([_pass(0, 0.0, 3.6, 0.0, steps=2, added=0.2)])  # falls 0.2 a step
-    assert attribute(before, small)["came_from"] == "unclear (one profiled pass)"
+    unclear = attribute(before, small)
+    assert (unclear["came_from"], unclear["reason"]) == ("unclear", "one_pass")
 
 
 def test_op_diff_is_per_recorded_step_and_marks_time_changes_beyond_the_spread():

@@ -33,8 +33,8 @@ def test_paired_ratio_of_crafted_rounds():
     result = paired_ratio(before, after)
     assert result.ratio == pytest.approx(0.9)
     assert result.ci95 == pytest.approx((0.9, 0.9))
-    assert result.saved_pct()["median"] == pytest.approx(10.0)
-    assert result.saved_s(5.0)["median"] == pytest.approx(0.5)
+    assert result.saved_pct()["estimate"] == pytest.approx(10.0)
+    assert result.saved_s(5.0)["estimate"] == pytest.approx(0.5)
     assert result.verdict == SIGNIFICANT
 
 
@@ -54,7 +54,7 @@ def test_interval_is_the_student_t_interval_of_the_log_ratios():
         (math.exp(logs.mean() - half), math.exp(logs.mean() + half))
     )
     saved = result.saved_pct()
-    assert saved["ci95"][0] < saved["median"] < saved["ci95"][1]
+    assert saved["ci95"][0] < saved["estimate"] < saved["ci95"][1]
 
 
 def test_simulated_rounds_shuffle_the_order_and_drift():

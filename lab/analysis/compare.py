@@ -12,7 +12,7 @@ import numpy as np
 from lab.analysis.stats import Ratio, unpaired_log_shift, unpaired_ratio
 from lab.analysis.summary import build_summary, paired_logs
 from lab.engine import outputs
-from lab.engine.records import read_records
+from lab.engine.records import read_plan, read_records
 from lab.errors import LabError
 
 COMPARE_SCHEMA_VERSION = 1
@@ -26,7 +26,9 @@ def load_summary(out: Path, flag: str) -> dict[str, Any]:
     records = read_records(out / outputs.RESULTS)
     if not any(not r["warmup"] for r in records):
         raise LabError(f"{flag} {out}: no timed runs")
-    return build_summary(records)
+    if not (out / outputs.PLAN).is_file():
+        raise LabError(f"{flag} {out}: no {outputs.PLAN} (not a lab output folder)")
+    return build_summary(records, read_plan(out / outputs.PLAN))
 
 
 def _ratio_row(ratio: Ratio) -> dict[str, Any]:
@@ -74,8 +76,8 @@ def _step_rows(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
                 "step": step_a["name"],
                 "saved_pct": [step_a["saved_pct"], step_b["saved_pct"]],
                 "saved_s": [step_a["saved_s"], step_b["saved_s"]],
-                "difference_pct_points": step_b["saved_pct"]["median"]
-                - step_a["saved_pct"]["median"],
+                "difference_pct_points": step_b["saved_pct"]["estimate"]
+                - step_a["saved_pct"]["estimate"],
                 "difference_verdict": shift.verdict,
             }
         )

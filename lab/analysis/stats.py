@@ -64,13 +64,14 @@ class Ratio:
         return NOT_SIGNIFICANT if low <= 1.0 <= high else SIGNIFICANT
 
     def saved_pct(self) -> dict[str, object]:
-        """The saving in percent of the earlier variant: `{median, ci95, verdict}`."""
+        """The saving in percent of the earlier variant: `{estimate, ci95, verdict}`."""
         return self.saved_s(100.0)  # percent = the saving of an earlier variant "100 s" long
 
     def saved_s(self, before_s: float) -> dict[str, object]:
-        """The saving in seconds, for an earlier variant that takes `before_s`."""
+        """The saving in seconds, for an earlier variant that takes `before_s`. The estimate is
+        that of the geometric-mean ratio (not a median of per-round savings)."""
         return {
-            "median": before_s * (1.0 - self.ratio),
+            "estimate": before_s * (1.0 - self.ratio),
             "ci95": None if self.ci95 is None else [before_s * (1.0 - h) for h in self.ci95[::-1]],
             "verdict": self.verdict,
         }

@@ -1,9 +1,13 @@
 """`summary.json`: per-variant timings, per-step paired savings with intervals, the control, the
 job's power, leave-one-out savings and interactions, counter deltas, profiles and the floor.
 
-Built from the records alone (warm-up runs excluded), so any report can be regenerated. How the
-numbers are compared is `lab.analysis.stats` and docs/statistics.md; in short, every saving
-is a paired comparison of two variants within each round.
+Built from the records and the job's plan alone (warm-up runs excluded), so any report can be
+regenerated, and says the same whatever the registry says today: what a report states about a
+step (its title, the counters it promises to move, the article's figure) is read from the
+plan's `step_facts` and `article`, stored when the job started. The summary holds data; the
+words are the render layer's. How the numbers are compared is `lab.analysis.stats` and
+docs/statistics.md; in short, every saving is a paired comparison of two variants within each
+round.
 
 Seconds. A step's saving in percent is of the variant before it. In seconds it is stated at the
 baseline's scale: the chain T0 = median baseline time, T_k = T_(k-1) x ratio_k gives every
@@ -26,11 +30,17 @@ from lab.analysis.stats import (
     ratio_from_logs,
 )
 from lab.engine.floor import floor_seconds
-from lab.recipe import article
 from lab.recipe.counters import COUNTERS, counter_values
-from lab.recipe.registry import BASELINE, CONTROL, LEAVE_ONE_OUT, STEP, Step, all_steps
+from lab.recipe.vocabulary import (
+    BASELINE,
+    CONTROL,
+    LEAVE_ONE_OUT,
+    STEP,
+    TRAIN_EVAL,
+    TRAIN_PREPROCESS,
+)
 
-SUMMARY_SCHEMA_VERSION = 2
+SUMMARY_SCHEMA_VERSION = 3
 TIMINGS = ("total_s", "train_s", "eval_s", "preprocess_s")
 CATEGORIES = ("data", "compute", "other")
 META_KEYS = (
@@ -97,12 +107,12 @@ def summarise_variant(name: str, records: list[dict[str, Any]]) -> dict[str, Any
 
 # What each timing rule adds up, from the parts a record keeps apart.
 RULE_PARTS: dict[str, tuple[str, ...]] = {
-    article.TRAIN_EVAL: ("total_s",),  # the lab's timed region, recorded as one figure
-    article.TRAIN_PREPROCESS: ("train_s", "preprocess_s"),
+    TRAIN_EVAL: ("total_s",),  # the lab's timed region, recorded as one figure
+    TRAIN_PREPROCESS: ("train_s", "preprocess_s"),
 }
 
 
-def _times_by_round(variant: dict[str, Any], rule: str = article.TRAIN_EVAL) -> dict[int, float]:
+def _times_by_round(variant: dict[str, Any], rule: str = TRAIN_EVAL) -> dict[int, float]:
     """Seconds per round on a timing rule; the lab's timed region is TRAIN_EVAL."""
     parts = [variant["timing"][key]["values"] for key in RULE_PARTS[rule]]
     values = [sum(run) for run in zip(*parts, strict=True)]
@@ -110,14 +120,14 @@ def _times_by_round(variant: dict[str, Any], rule: str = article.TRAIN_EVAL) -> 
 
 
 def paired_logs(
-    before: dict[str, Any], after: dict[str, Any], rule: str = article.TRAIN_EVAL
+    before: dict[str, Any], after: dict[str, Any], rule: str = TRAIN_EVAL
 ) -> dict[int, float]:
     """log(t_after / t_before) per round in which both ran."""
     a, b = _times_by_round(before, rule), _times_by_round(after, rule)
     return {r: float(np.log(b[r] / a[r])) for r in sorted(set(a) & set(b))}
 
 
-def paired(before: dict[str, Any], after: dict[str, Any], rule: str = article.TRAIN_EVAL) -> Ratio:
+def paired(before: dict[str, Any], after: dict[str, Any], rule: str = TRAIN_EVAL) -> Ratio:
     logs = paired_logs(before, after, rule)
     return ratio_from_logs(list(logs.values()))
 
@@ -147,10 +157,15 @@ def _expectation_holds(expected: str, before: float, after: float) -> bool:
 
 
 def summarise_step(
-    before: dict[str, Any], after: dict[str, Any], ratio: Ratio, before_s: float
+    before: dict[str, Any],
+    after: dict[str, Any],
+    ratio: Ratio,
+    before_s: float,
+    plan: dict[str, Any],
 ) -> dict[str, Any]:
+    """The step that turns `before` into `after`, described by its facts in the plan."""
     name = after["steps"][-1]
-    step = next((s for s in all_steps() if s.name == name), None)
+    facts = plan["step_facts"][name]
     shared = [key for key in COUNTERS if key in before["counters"] and key in after["counters"]]
     checks = [
         {
@@ -162,12 +177,12 @@ def summarise_step(
                 expected, before["counters"][counter], after["counters"][counter]
             ),
         }
-        for counter, expected in (step.expects.items() if step else [])
+        for counter, expected in facts["expects"]
         if counter in shared
     ]
     return {
         "name": name,
-        "title": step.title if step else name,
+        "title": facts["title"],
         "variant": after["name"],
         **comparison(ratio, before_s),
         "time_s": before_s * ratio.ratio,
@@ -177,43 +192,39 @@ def summarise_step(
         "expectations": checks,
         "flagged": any(not c["holds"] for c in checks) or not after["counters_match_plan"],
         "accuracy_change": after["accuracy"]["median"] - before["accuracy"]["median"],
-        "no_effect_expected": _no_effect_expected(step, after),
-        "article": _article_step(step, before, after),
+        "no_effect_expected": _no_effect_expected(facts, after),
+        "article": _article_step(facts, plan["article"], before, after),
     }
 
 
-def _no_effect_expected(step: Step | None, after: dict[str, Any]) -> str | None:
-    """Why a step changes no work on this device (None when it does)."""
-    if step is None or step.needs_precision is None:
+def _no_effect_expected(facts: dict[str, Any], after: dict[str, Any]) -> dict[str, str] | None:
+    """A step that changes only models of one precision, on runs that trained in another: no
+    change of work is expected on this device (None otherwise)."""
+    needs = facts["needs_precision"]
+    if needs is None or after["precision"] == needs:
         return None
-    if after["precision"] == step.needs_precision:
-        return None
-    return (
-        f"no effect expected on this device: it changes only {step.needs_precision} models, "
-        f"and this one trained in {after['precision']}"
-    )
+    return {"needs_precision": needs, "precision": after["precision"]}
 
 
 def _article_step(
-    step: Step | None, before: dict[str, Any], after: dict[str, Any]
+    facts: dict[str, Any], series: dict[str, Any], before: dict[str, Any], after: dict[str, Any]
 ) -> dict[str, Any]:
     """The article's figure for the step and, on the article's own timing rule, ours."""
-    claim = step.article if step else None
-    if claim is None:
+    if facts["article_step"] is None:
         return {"step": None, "saved_s": None, "shared_with": []}
-    saved = step.article_saved_s
-    ours = paired(before, after, claim.rule)
-    before_rule_s = median(list(_times_by_round(before, claim.rule).values()))
+    claim = next(s for s in series["steps"] if s["number"] == facts["article_step"])
+    ours = paired(before, after, claim["rule"])
+    before_rule_s = median(list(_times_by_round(before, claim["rule"]).values()))
     return {
-        "step": claim.number,
-        "part": claim.part,
-        "time_s": claim.time_s,
-        "saved_s": saved,
-        "saved_pct": 100.0 * saved / (claim.time_s + saved),
-        "accuracy": claim.accuracy,
-        "rule": claim.rule,
-        "source": claim.source,
-        "shared_with": step.article_shared_with,
+        "step": claim["number"],
+        "part": claim["part"],
+        "time_s": claim["time_s"],
+        "saved_s": claim["saved_s"],
+        "saved_pct": 100.0 * claim["saved_s"] / (claim["time_s"] + claim["saved_s"]),
+        "accuracy": claim["accuracy"],
+        "rule": claim["rule"],
+        "source": claim["source"],
+        "shared_with": facts["shared_with"],
         "ours_on_rule": comparison(ours, before_rule_s),
     }
 
@@ -225,9 +236,10 @@ def leave_one_out(
     final_s: float,
 ) -> None:
     """Per step, the saving of adding it last (all steps but it -> all steps) and its
-    interaction: cumulative saving minus leave-one-out saving, in percentage points, with a
-    paired interval (per round: the log-ratio of the cumulative comparison minus that of the
-    leave-one-out one)."""
+    interaction: cumulative saving minus leave-one-out saving, in percentage points, and its
+    paired test: per round, the log-ratio of the cumulative comparison minus that of the
+    leave-one-out one, whose geometric mean (`ratio`, the cumulative time ratio over the
+    leave-one-out one) and 95% interval (`ci95`) give the verdict."""
     final = chain[-1]
     for index, step in enumerate(steps):
         without = by_name.get(f"-{step['name']}")
@@ -245,31 +257,18 @@ def leave_one_out(
             **comparison(ratio, final_s / ratio.ratio),
         }
         step["interaction"] = {
-            "pct_points": step["saved_pct"]["median"]
-            - step["leave_one_out"]["saved_pct"]["median"],
+            "pct_points": step["saved_pct"]["estimate"]
+            - step["leave_one_out"]["saved_pct"]["estimate"],
+            "ratio": interaction.ratio,
+            "ci95": None if interaction.ci95 is None else list(interaction.ci95),
             "verdict": interaction.verdict,
-            "reading": _interaction_reading(
-                step, chain[index]["name"], same_config=without["config"] == final["config"]
-            ),
+            "rounds": interaction.rounds,
+            "cumulative_after": chain[index]["name"],  # the variant the step follows in order
+            "is_last_step": without["name"] == chain[index]["name"],
+            # True when, with every other step in, the step changes no config field: a later
+            # step overrides it.
+            "same_config": without["config"] == final["config"],
         }
-
-
-def _interaction_reading(step: dict[str, Any], before_name: str, same_config: bool) -> str:
-    name = step["name"]
-    cumulative = step["saved_pct"]["median"]
-    last = step["leave_one_out"]["saved_pct"]["median"]
-    if step["leave_one_out"]["variant"] == before_name:
-        return f"{name} is the last step: added last is its cumulative saving, {cumulative:.1f}%"
-    reading = (
-        f"{name} saves {cumulative:.1f}% right after {before_name} but {last:.1f}% when added "
-        "last, to every other step"
-    )
-    if same_config:
-        reading += (
-            f"; with every other step in, {name} changes nothing (the two variants run the "
-            "same configuration: a later step overrides it)"
-        )
-    return reading
 
 
 # ----------------------------------------------------------------------------- profiles, floor
@@ -316,7 +315,7 @@ def floor_summary(records: list[dict[str, Any]], measured_total_s: float) -> dic
 
 def where_saving_came_from(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
     """Per category, how the profiled steps' seconds moved (medians over passes), and the
-    category named by `attribute`'s rule, or "unclear"."""
+    category named by `attribute`'s rule, or "unclear", with the rule's reason code."""
     if "profile" not in before or "profile" not in after:
         return None
     deltas = {
@@ -330,6 +329,7 @@ def where_saving_came_from(before: dict[str, Any], after: dict[str, Any]) -> dic
         "seconds_change": deltas,
         "shares": share_moves,
         "came_from": attribution.pop("came_from"),
+        "reason": attribution.pop("reason"),
         "attribution": attribution,
     }
 
@@ -361,34 +361,42 @@ def _control_ratio(variants: dict[str, dict[str, Any]]) -> tuple[str, Ratio] | N
     return control["name"], paired(baseline, control)
 
 
-def _article_totals(steps: list[dict[str, Any]]) -> dict[str, Any]:
-    """The article's times for the stretch of the series this job covers."""
+def _article_totals(steps: list[dict[str, Any]], series: dict[str, Any]) -> dict[str, Any]:
+    """The article's times for the stretch of the series this job covers (the first part's,
+    for a job of no step the article took)."""
     numbers = [s["article"]["step"] for s in steps if s["article"]["step"] is not None]
-    last = max(numbers, default=article.PART1_LAST)
+    first_part = min(s["part"] for s in series["steps"])
+    default = max(s["number"] for s in series["steps"] if s["part"] == first_part)
+    last = max(numbers, default=default)
+    times = {s["number"]: s["time_s"] for s in series["steps"]}
     return {
-        "device": article.DEVICE,
-        "times_s": {str(k): v for k, v in article.TIMES_S.items()},
-        "labels": {str(step.number): step.label for step in article.STEPS},
+        "device": series["device"],
+        "times_s": {str(k): v for k, v in times.items()},
+        "labels": {str(s["number"]): s["label"] for s in series["steps"]},
+        "rules": {str(s["number"]): s["rule"] for s in series["steps"]},
         "last_step": last,
-        "baseline_s": article.baseline_s(),
-        "final_s": article.final_s(last),
-        "saved_s": article.total_saved_s(last),
+        "baseline_s": times[0],
+        "final_s": times[last],
+        "saved_s": times[0] - times[last],
     }
 
 
 def _sessions(sessions: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "count": len(sessions),
-        "wall_s": sum(s.get("wall_s", 0.0) for s in sessions),
-        "finished": bool(sessions) and sessions[-1].get("finished", False),
+        "wall_s": sum(s["wall_s"] for s in sessions),
+        "finished": bool(sessions) and sessions[-1]["finished"],
     }
 
 
 def build_summary(
     records: list[dict[str, Any]],
+    plan: dict[str, Any],
     profiles: list[dict[str, Any]] | None = None,
     sessions: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """The summary of a job's records (`lab.engine.records.read_records`) and its plan
+    (`lab.engine.records.read_plan`), both in the current schema."""
     timed = [r for r in records if not r["warmup"]]
     by_variant: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in timed:
@@ -413,7 +421,7 @@ def build_summary(
     for before, after in zip(chain, chain[1:], strict=False):
         ratio = paired(before, after)
         ratios.append(ratio)
-        step = summarise_step(before, after, ratio, time_s)
+        step = summarise_step(before, after, ratio, time_s, plan)
         step["where"] = where_saving_came_from(before, after)
         if before["name"] in profile_by_variant and after["name"] in profile_by_variant:
             step["op_diff"] = op_diff(
@@ -449,12 +457,12 @@ def build_summary(
             "final_median_s": chain[-1]["timing"]["total_s"]["median"] if chain else None,
             "saved_s": baseline_s - time_s,
             "saved_pct": 100.0 * (1 - time_s / baseline_s) if baseline_s else None,
-            "sum_of_step_savings_s": sum(s["saved_s"]["median"] for s in steps),
+            "sum_of_step_savings_s": sum(s["saved_s"]["estimate"] for s in steps),
             "one_off_preprocessing_s": chain[-1]["timing"]["preprocess_s"]["median"]
             if chain
             else None,
         },
-        "article": _article_totals(steps),
+        "article": _article_totals(steps, plan["article"]),
         "profiled": bool(profile_by_variant),
     }
 
@@ -464,6 +472,7 @@ def build_summary(
 # variants of one job), so a category or an operator's time is called the cause of a saving
 # only when the passes show a change larger than their own spread (docs/profiling.md).
 
+UNCLEAR = "unclear"  # `attribute`'s verdict when no category qualifies
 OP_DIFF_BY_CALLS = 12  # operators whose calls per step changed most (relative change)
 OP_DIFF_BY_TIME = 4  # then those whose self time per step changed most
 
@@ -479,18 +488,9 @@ def category_values(record: dict[str, Any]) -> dict[str, float]:
 
 
 def phase_values(record: dict[str, Any]) -> dict[str, float]:
-    """Seconds per recorded training step of one pass, per phase of the breakdown chart; a
-    record written before the phases were kept apart gives compute as one block."""
+    """Seconds per recorded training step of one pass, per phase of the breakdown chart."""
     breakdown = record["breakdown"]
-    phases = breakdown.get("phases_s")
-    if phases is None:
-        parts = {
-            "data_wait": breakdown["data_s"],
-            "h2d": breakdown["h2d_s"],
-            "compute": breakdown["compute_s"],
-        }
-    else:
-        parts = dict(phases)
+    parts = dict(breakdown["phases_s"])
     parts["other"] = max(breakdown["step_s"] - sum(parts.values()), 0.0)
     return {name: _per_step(record, seconds) for name, seconds in parts.items()}
 
@@ -501,8 +501,8 @@ def profiler_added_s(record: dict[str, Any]) -> float:
 
 
 def _cpu_medians(passes: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Median over passes of each CPU figure (None for records without them)."""
-    found = [p["cpu"] for p in passes if p.get("cpu")]
+    """Median over passes of each CPU figure (None for passes that could not read them)."""
+    found = [p["cpu"] for p in passes if p["cpu"]]
     if not found:
         return None
 
@@ -523,7 +523,7 @@ def passes_summary(passes: list[dict[str, Any]]) -> dict[str, Any]:
     """A variant's profile over its passes: `profile_summary`'s fields as medians, plus the
     per-step values of every pass (what the attribution rule compares), the breakdown chart's
     phases and the CPU use of the main process and the workers."""
-    passes = sorted(passes, key=lambda p: p.get("pass", 0))
+    passes = sorted(passes, key=lambda p: p["pass"])
     each = [profile_summary(p) for p in passes]
     summary = dict(each[0])
     summary["seconds"] = {k: median([e["seconds"][k] for e in each]) for k in each[0]["seconds"]}
@@ -566,7 +566,9 @@ def attribute(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     pass of the later variant below every pass of the earlier one, which with no real change
     happens by chance with probability (N!)^2/(2N)! (1/6 at N=2, 1/20 at N=3, 1/70 at N=4).
     Of the qualifying categories the one that fell most is named; none qualifying is
-    "unclear".
+    "unclear". The reason code says which rule decided: `beyond_profiler` (one pass: the fall
+    exceeds the profiler's added time), `beyond_spread` (and outside the passes' spread),
+    `one_pass` or `within_spread` (unclear).
     """
     passes = min(before["passes"], after["passes"])
     falls = {
@@ -580,12 +582,12 @@ def attribute(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         qualifies = [
             c for c in qualifies if _below_every(before["per_step_s"][c], after["per_step_s"][c])
         ]
-        unclear = f"unclear (within the spread of {passes} profiled passes)"
+        reasons = ("beyond_spread", "within_spread")
     else:
-        unclear = "unclear (one profiled pass)"
-    came_from = max(qualifies, key=falls.get) if qualifies else unclear
+        reasons = ("beyond_profiler", "one_pass")
     return {
-        "came_from": came_from,
+        "came_from": max(qualifies, key=falls.get) if qualifies else UNCLEAR,
+        "reason": reasons[0] if qualifies else reasons[1],
         "passes": passes,
         "threshold_per_step_s": threshold,
         "fall_per_step_s": falls,
@@ -612,7 +614,7 @@ def op_diff(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[d
     variants' profiled passes (medians over passes). Calls are exact counts; a self-time change
     is `beyond_spread` only when every pass after is on one side of every pass before (None
     with a single pass: no spread to judge it by)."""
-    if not all(p.get("operators") for p in before + after):
+    if not all(p["operators"] for p in before + after):
         return []
     old, new = _operators_per_step(before), _operators_per_step(after)
     empty = {"calls": [0.0], "self_s": [0.0]}

@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from lab.engine import outputs
+from lab.engine.records import PLAN_SCHEMA_VERSION
 from lab.errors import LabError
+from lab.recipe.article import series_facts
 from lab.recipe.config import Config, apply_overrides
 from lab.recipe.presets import get_preset
 from lab.recipe.registry import (
@@ -33,7 +35,6 @@ from lab.recipe.registry import (
     leave_one_out_variants,
 )
 
-PLAN_SCHEMA_VERSION = 2
 # Seeds the profiled passes' shuffles with three words ([order_seed, 1, pass]), apart from the
 # rounds' two-word seeds, so the two never share a shuffle.
 PROFILE_STREAM = 1
@@ -134,11 +135,16 @@ class Job:
         return cls(**data)
 
     def save(self, out: Path, code_hash: str) -> None:
+        """plan.json: the job, its variants' configs, and what its report will state about each
+        step and the article, frozen now so that a report rebuilt by later code says the same."""
+        steps = get_steps(list(self.steps)) if self.steps else []
         plan = {
             "schema_version": PLAN_SCHEMA_VERSION,
             "job": self.to_dict(),
             "code_hash": code_hash,
             "variants": {v.name: v.config.to_dict() for v in self.variants()},
+            "step_facts": {step.name: step.facts() for step in steps},
+            "article": series_facts(),
         }
         (out / outputs.PLAN).write_text(json.dumps(plan, indent=2, sort_keys=True) + "\n")
 

@@ -1,7 +1,9 @@
 """Run records: versioned, append-only JSON lines with the metadata a reader needs to trust them.
 
 `results.jsonl` holds one record per run, appended (and fsynced) the moment the run ends, so an
-interrupted job loses at most the run in flight. Reports are generated from these records only.
+interrupted job loses at most the run in flight. Reports are generated from these records and
+the job's plan.json only. Older schemas are read through one door, `upgrade_record` and
+`upgrade_plan`, so no reader downstream carries a fallback for a field an old writer omitted.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import lab
+from lab.engine import schema2
 from lab.errors import LabError
 
 if TYPE_CHECKING:  # imported where used: reading records (reports, comparisons) needs no torch
     import torch
 
-RECORD_SCHEMA_VERSION = 2
+RECORD_SCHEMA_VERSION = 3
+PLAN_SCHEMA_VERSION = 3
+READABLE_SCHEMAS = (2, 3)  # what `read_records` and `read_plan` upgrade to the current one
 REPO_ROOT = lab.REPO_ROOT
 CODE_DIRS = ("lab", "ablations")
 
@@ -200,10 +205,80 @@ def read_records(path: Path) -> list[dict[str, Any]]:
             if number == len(lines):
                 break  # the run in flight was killed while its line was being written
             raise LabError(f"{path}:{number}: not a JSON record") from None
-        if record.get("schema_version") != RECORD_SCHEMA_VERSION:
+        if record.get("schema_version") not in READABLE_SCHEMAS:
             raise LabError(
                 f"{path}:{number}: schema_version {record.get('schema_version')!r}; "
-                f"this lab reads {RECORD_SCHEMA_VERSION}"
+                f"this lab reads {', '.join(map(str, READABLE_SCHEMAS))}"
             )
-        records.append(record)
+        records.append(upgrade_record(record))
     return records
+
+
+# ----------------------------------------------------------------------------- older schemas
+
+
+def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A record of any readable schema in the current one (a new dict; the file is untouched).
+
+    Schema 2 writers of different dates omitted fields that schema 3 always holds:
+    - a run record without a measured counter (`train_steps` came later) gets it as null, "not
+      measured": the counter is then absent from its summary, as it was;
+    - a profile record without `pass` was the only pass, 0; without `phases_s` (phases were
+      not yet kept apart) it gets forward + backward + optimiser as one `compute` phase; without
+      `cpu` or `operators` (not yet read), null and no rows.
+    """
+    if record["schema_version"] == RECORD_SCHEMA_VERSION:
+        return record
+    upgraded = {**record, "schema_version": RECORD_SCHEMA_VERSION}
+    if "measurements" in record:
+        upgraded["measurements"] = {**dict.fromkeys(MEASURED_SINCE_2), **record["measurements"]}
+    if "breakdown" in record:
+        breakdown = record["breakdown"]
+        phases = {"data_wait": breakdown["data_s"], "h2d": breakdown["h2d_s"]}
+        upgraded["breakdown"] = {  # the record's own phases_s, where it has them, win
+            "phases_s": {**phases, "compute": breakdown["compute_s"]},
+            **breakdown,
+        }
+        upgraded = {"pass": 0, "cpu": None, "operators": [], **upgraded}
+    return upgraded
+
+
+# Measurements added to run records during schema 2 (older records of it lack them).
+MEASURED_SINCE_2 = ("train_steps", "whitening_s", "setup_s")
+
+
+def read_plan(path: Path) -> dict[str, Any]:
+    """A job's plan.json in the current schema: the job, its variants' configs and the facts
+    its report states about each step and the article (`upgrade_plan` for older plans)."""
+    if not path.is_file():
+        raise LabError(f"{path}: no such plan (not a lab output folder)")
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        raise LabError(f"{path}: not a JSON plan") from None
+    if plan.get("schema_version") not in READABLE_SCHEMAS:
+        raise LabError(
+            f"{path}: plan schema {plan.get('schema_version')!r}; "
+            f"this lab reads {', '.join(map(str, READABLE_SCHEMAS))}"
+        )
+    return upgrade_plan(plan)
+
+
+def upgrade_plan(plan: dict[str, Any]) -> dict[str, Any]:
+    """A plan of any readable schema in the current one. A schema-2 plan stored no step or
+    article facts: they come from `lab.engine.schema2`, the frozen table of what the last
+    schema-2 code said, never from today's registry."""
+    if plan["schema_version"] == PLAN_SCHEMA_VERSION:
+        return plan
+    unknown = [name for name in plan["job"]["steps"] if name not in schema2.STEP_FACTS]
+    if unknown:
+        raise LabError(
+            f"plan.json: steps {', '.join(unknown)} unknown to the last schema-2 lab; "
+            "its report cannot be rebuilt by this one"
+        )
+    return {
+        **plan,
+        "schema_version": PLAN_SCHEMA_VERSION,
+        "step_facts": {name: schema2.STEP_FACTS[name] for name in plan["job"]["steps"]},
+        "article": schema2.ARTICLE_FACTS,
+    }

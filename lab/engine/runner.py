@@ -170,11 +170,10 @@ def run_timed(job: Job, out: Path, subsets: SubsetCache, progress: Progress, pea
 
 
 def profiled_passes(out: Path) -> dict[tuple[str, int], str]:
-    """(variant, pass) -> trace file of every profiled pass recorded (records written before
-    `--profile-passes` existed are pass 0)."""
+    """(variant, pass) -> trace file of every profiled pass recorded."""
     path = out / outputs.PROFILE
     records = read_records(path) if path.exists() else []
-    return {(r["variant"], r.get("pass", 0)): r["trace"] for r in records}
+    return {(r["variant"], r["pass"]): r["trace"] for r in records}
 
 
 def profile_targets(job: Job) -> list[Variant]:

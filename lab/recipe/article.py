@@ -1,6 +1,6 @@
 """The article's figures, kept in one place: David Page, "How to train your ResNet", Part 1 and
-the rest of the series (SPEC.md). The registry, the summary, the report and the waterfall all
-read them from here.
+the rest of the series (SPEC.md). The registry reads them from here; a job stores them in its
+plan.json when it starts (`series_facts`), and its summary, report and charts read them there.
 
 Each entry is the V100 time of the whole run after a step of the series, numbered in order:
 0 is the reproduced DAWNBench baseline, 1-4 the steps of Part 1 (the lab splits two of them),
@@ -12,12 +12,11 @@ evaluation, and re-measured the Part 4 network on that rule (79 s -> 75 s) befor
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from lab.recipe.vocabulary import TRAIN_EVAL, TRAIN_PREPROCESS
 
 DEVICE = "V100"
-
-# The two timing rules, as a report names them; the lab's timed region is TRAIN_EVAL.
-TRAIN_EVAL = "training + evaluation (preprocessing excluded)"
-TRAIN_PREPROCESS = "training + preprocessing (evaluation excluded)"
 
 
 @dataclass(frozen=True)
@@ -59,10 +58,6 @@ BY_NUMBER: dict[int, ArticleStep] = {step.number: step for step in STEPS}
 TIMES_S: dict[int, float] = {step.number: step.time_s for step in STEPS}
 
 
-def baseline_s() -> float:
-    return TIMES_S[0]
-
-
 def step_saved_s(number: int) -> float:
     """Seconds the article's step `number` saved, on its own rule (shared by the lab's steps
     with that number)."""
@@ -71,18 +66,22 @@ def step_saved_s(number: int) -> float:
     return before - step.time_s
 
 
-def final_s(last: int | None = None) -> float:
-    """The article's time after step `last` (default: the end of Part 1)."""
-    return TIMES_S[PART1_LAST if last is None else last]
-
-
-def total_saved_s(last: int | None = None) -> float:
-    return baseline_s() - final_s(last)
-
-
-PART1_LAST = 4  # the last step of Part 1, the seed article
-PART4_LAST = 9  # the last step timed on TRAIN_EVAL
-
-
-# Short names of Part 1's steps, for charts (older summaries carry no labels).
-STEP_LABELS: tuple[str, ...] = tuple(step.label for step in STEPS[1 : PART1_LAST + 1])
+def series_facts() -> dict[str, Any]:
+    """The article's figures as a job stores them in plan.json when it starts: a report rebuilt
+    later reads these, not this module of the day (docs/records.md)."""
+    return {
+        "device": DEVICE,
+        "steps": [
+            {
+                "number": step.number,
+                "part": step.part,
+                "label": step.label,
+                "time_s": step.time_s,
+                "saved_s": None if step.number == 0 else step_saved_s(step.number),
+                "accuracy": step.accuracy,
+                "rule": step.rule,
+                "source": step.source,
+            }
+            for step in STEPS
+        ],
+    }

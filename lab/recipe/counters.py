@@ -17,12 +17,12 @@ class Counter:
     label: str  # how a report names it
     delta_format: str  # how a report prints a change of it
     exact: bool  # counted, not timed: any change is real; timed ones need > 2% to be shown
-    read: Callable[[dict[str, Any]], float | None]  # the value in a run record (None: the
-    # record predates the counter)
+    read: Callable[[dict[str, Any]], float | None]  # the value in a run record (None: not
+    # measured, see `lab.engine.records.upgrade_record`)
 
 
 def _measured(key: str) -> Callable[[dict[str, Any]], float | None]:
-    return lambda record: record["measurements"].get(key)
+    return lambda record: record["measurements"][key]
 
 
 COUNTERS: dict[str, Counter] = {
@@ -56,6 +56,6 @@ SHOWN_CHANGE = 0.02
 
 
 def counter_values(record: dict[str, Any]) -> dict[str, float]:
-    """The counters a record holds (older records lack the newer counters)."""
+    """The counters a record measured (null: not measured by the lab that wrote it)."""
     values = {name: counter.read(record) for name, counter in COUNTERS.items()}
     return {name: value for name, value in values.items() if value is not None}

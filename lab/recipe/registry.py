@@ -12,11 +12,13 @@ import pkgutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from lab.errors import LabError
 from lab.recipe import article
 from lab.recipe.config import Config
 from lab.recipe.counters import COUNTERS
+from lab.recipe.vocabulary import BASELINE, CONTROL, LEAVE_ONE_OUT, STEP
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,19 @@ class Step:
             and s is not self
             and self.article_step is not None
         ]
+
+    def facts(self) -> dict[str, Any]:
+        """What a report says about the step, as a job stores it in plan.json when it starts:
+        a report rebuilt later reads these, not the registry of the day (docs/records.md)."""
+        return {
+            "title": self.title,
+            "article_step": self.article_step,
+            "shared_with": self.article_shared_with,
+            # [counter, direction] pairs: a list keeps the docstring's order through a JSON file
+            # written with sorted keys.
+            "expects": [[counter, moves] for counter, moves in self.expects.items()],
+            "needs_precision": self.needs_precision,
+        }
 
 
 _REGISTRY: dict[str, Step] = {}
@@ -138,8 +153,6 @@ def get_steps(names: list[str]) -> list[Step]:
     return [step for step in all_steps() if step.name in names]
 
 
-# What a variant is for; records carry it so that a summary needs nothing but the records.
-BASELINE, STEP, CONTROL, LEAVE_ONE_OUT = "baseline", "step", "control", "leave_one_out"
 CONTROL_NAME = "baseline (control)"
 
 

@@ -19,7 +19,8 @@ PHASES = {
     "forward": ("forward", "#2a9d8f"),
     "backward": ("backward", "#264653"),
     "optimizer": ("optimiser", "#8ab17d"),
-    "compute": ("compute (forward+backward+optimiser)", "#2a9d8f"),  # records before issue 11
+    # Passes recorded before the phases were kept apart (lab.engine.records.upgrade_record).
+    "compute": ("compute (forward+backward+optimiser)", "#2a9d8f"),
     "other": ("other (Python, the loop)", "#b8b8b8"),
 }
 

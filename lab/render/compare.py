@@ -9,7 +9,7 @@ from lab.analysis.stats import SIGNIFICANT
 
 def _pct(value: dict[str, Any]) -> str:
     mark = "" if value["verdict"] == SIGNIFICANT else " (n.s.)"
-    return f"{value['median']:+.1f}%{mark}"
+    return f"{value['estimate']:+.1f}%{mark}"
 
 
 def render(result: dict[str, Any]) -> str:

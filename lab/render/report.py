@@ -1,6 +1,8 @@
 """report.md from a summary, and `write_report`: summary.json, the charts, report.md and the
-TensorBoard scalars of an output folder, from its records alone (results.jsonl; profile.jsonl
-and sessions.jsonl when present). Nothing here imports the training stack."""
+TensorBoard scalars of an output folder, from its records alone (results.jsonl and plan.json;
+profile.jsonl and sessions.jsonl when present). Nothing here imports the training stack, the
+step registry or the article's figures of the day: what the report states about a step comes
+from the plan the job stored."""
 
 from __future__ import annotations
 
@@ -12,13 +14,14 @@ from typing import Any
 from lab.analysis.stats import CONFIDENCE, MIN_ROUNDS, SIGNIFICANT
 from lab.analysis.summary import build_summary
 from lab.engine import outputs
-from lab.engine.records import read_records
+from lab.engine.records import read_plan, read_records
 from lab.errors import LabError
-from lab.recipe import article
 from lab.recipe.counters import COUNTERS, SHOWN_CHANGE
+from lab.recipe.vocabulary import TRAIN_EVAL, TRAIN_PREPROCESS
 from lab.render.breakdown import draw_breakdown
 from lab.render.tblogs import write_tensorboard_logs
 from lab.render.waterfall import draw_leave_one_out, draw_waterfall
+from lab.render.words import RULE_NAMES, RULE_SHORT, came_from, interaction_reading, no_effect
 
 
 def _ci(ci: list[float] | None, digits: int = 2) -> str:
@@ -30,8 +33,8 @@ def _saving(comparison: dict[str, Any], unit: str = "s") -> str:
     value = comparison["saved_s" if unit == "s" else "saved_pct"]
     verdict = "" if value["verdict"] == SIGNIFICANT else f" ({value['verdict']})"
     if unit == "s":
-        return f"{value['median']:+.2f} s {_ci(value['ci95'])}{verdict}"
-    return f"{value['median']:+.1f}% {_ci(value['ci95'], 1)}{verdict}"
+        return f"{value['estimate']:+.2f} s {_ci(value['ci95'])}{verdict}"
+    return f"{value['estimate']:+.1f}% {_ci(value['ci95'], 1)}{verdict}"
 
 
 def _counters_changed(step: dict[str, Any], before: dict[str, Any]) -> str:
@@ -108,7 +111,7 @@ def _noise_floor(summary: dict[str, Any]) -> list[str]:
         )
         lines.append(
             f"- **Control** (`{control['variant']}`, the baseline run a second time in every "
-            f"round): {pct['median']:+.1f}% {_ci(pct['ci95'], 1)}, {pct['verdict']}; "
+            f"round): {pct['estimate']:+.1f}% {_ci(pct['ci95'], 1)}, {pct['verdict']}; "
             f"{reading}."
         )
     mde = power["min_detectable_pct"]
@@ -129,13 +132,13 @@ def _noise_floor(summary: dict[str, Any]) -> list[str]:
 def _rule_table(summary: dict[str, Any]) -> list[str]:
     """Each step beside the article's figure, measured on the article's own timing rule."""
     steps = [s for s in summary["steps"] if s["article"].get("rule")]
-    if all(s["article"]["rule"] == article.TRAIN_EVAL for s in steps):
+    if all(s["article"]["rule"] == TRAIN_EVAL for s in steps):
         return []  # every step on the lab's own rule: the results table says it all
     lines = [
         "## Against the article, on its own timing rule",
         "",
-        f"The lab times one region for every variant: {article.TRAIN_EVAL}. The article's "
-        f"Parts 1-4 timed the same; Part 8 timed {article.TRAIN_PREPROCESS} (its one-off "
+        f"The lab times one region for every variant: {RULE_NAMES[TRAIN_EVAL]}. The article's "
+        f"Parts 1-4 timed the same; Part 8 timed {RULE_NAMES[TRAIN_PREPROCESS]} (its one-off "
         "preprocessing, the whitening's eigendecomposition included). Here each step's saving "
         "is recomputed from the recorded parts on its own part's rule (paired, 95% t), beside "
         "the article's saving as a percentage of its previous time. Percentages, not seconds, "
@@ -146,7 +149,7 @@ def _rule_table(summary: dict[str, Any]) -> list[str]:
     ]
     for step in steps:
         claim = step["article"]
-        rule = "train + eval" if claim["rule"] == article.TRAIN_EVAL else "train + preprocess"
+        rule = RULE_SHORT[claim["rule"]]
         shared = f" (with {', '.join(claim['shared_with'])})" if claim["shared_with"] else ""
         lines.append(
             f"| {_step_name(step)} | Part {claim['part']}, {rule} | "
@@ -185,7 +188,7 @@ def _leave_one_out_table(summary: dict[str, Any]) -> list[str]:
         verdict = "" if interaction["verdict"] == SIGNIFICANT else f" ({interaction['verdict']})"
         lines.append(
             f"| {step['name']} | {_saving(step, '%')} | {_saving(step['leave_one_out'], '%')} | "
-            f"{interaction['pct_points']:+.1f} points{verdict} | {interaction['reading']} |"
+            f"{interaction['pct_points']:+.1f} points{verdict} | {interaction_reading(step)} |"
         )
     lines += ["", f"![leave-one-out]({outputs.LEAVE_ONE_OUT}.png)", ""]
     return lines
@@ -208,12 +211,12 @@ def _reading(summary: dict[str, Any]) -> list[str]:
         f"({claim['saved_s'] / claim['baseline_s']:.1%}) on a {claim['device']}.",
     ]
     significant = [s for s in steps if s["saved_pct"]["verdict"] == SIGNIFICANT]
-    faster = [s for s in significant if s["saved_pct"]["median"] > 0]
+    faster = [s for s in significant if s["saved_pct"]["estimate"] > 0]
     if faster:
-        biggest = max(faster, key=lambda s: s["saved_pct"]["median"])
+        biggest = max(faster, key=lambda s: s["saved_pct"]["estimate"])
         lines.append(
             f"- Largest significant saving: {biggest['name']} "
-            f"({biggest['saved_s']['median']:+.2f} s, {biggest['saved_pct']['median']:.1f}%)."
+            f"({biggest['saved_s']['estimate']:+.2f} s, {biggest['saved_pct']['estimate']:.1f}%)."
         )
     quiet = [s["name"] for s in steps if s["saved_pct"]["verdict"] != SIGNIFICANT]
     if quiet:
@@ -221,12 +224,12 @@ def _reading(summary: dict[str, Any]) -> list[str]:
             f"- Not distinguishable from run-to-run noise here: {', '.join(quiet)}. "
             '"Not significant" means the data do not show a difference, not that there is none.'
         )
-    slower = [s["name"] for s in significant if s["saved_pct"]["median"] < 0]
+    slower = [s["name"] for s in significant if s["saved_pct"]["estimate"] < 0]
     if slower:
         lines.append(f"- Significantly slower on this machine: {', '.join(slower)}.")
     for step in (s for s in steps if s.get("no_effect_expected")):
         lines.append(
-            f"- ∅ {step['name']}: {step['no_effect_expected']}; its measured change is "
+            f"- ∅ {step['name']}: {no_effect(step)}; its measured change is "
             f"{_saving(step, '%')}."
         )
     if summary["meta"].get("preset") != "dawnbench" and len(steps) > 1:
@@ -246,7 +249,7 @@ def _reading(summary: dict[str, Any]) -> list[str]:
             f"{'; '.join(broken) or 'measured counters differ from the plan'}."
         )
     if total["one_off_preprocessing_s"]:
-        part8 = any(s["article"].get("rule") == article.TRAIN_PREPROCESS for s in steps)
+        part8 = any(s["article"].get("rule") == TRAIN_PREPROCESS for s in steps)
         where = (
             "as in Parts 1-4 of the article; Part 8 counts it, see the table on its rule"
             if part8
@@ -293,7 +296,7 @@ def _where_table(summary: dict[str, Any]) -> list[str]:
             f"{where['shares'][c][1]:.0%})"
             for c in ("data", "compute", "other")
         )
-        lines.append(f"| {step['name']} | {cells} | {where['came_from']} |")
+        lines.append(f"| {step['name']} | {cells} | {came_from(where)} |")
     return lines
 
 
@@ -614,6 +617,7 @@ def write_report(out: Path) -> dict[str, Any]:
         raise LabError(f"{out / outputs.RESULTS}: no timed runs to report")
     summary = build_summary(
         records,
+        read_plan(out / outputs.PLAN),
         _optional_records(out / outputs.PROFILE),
         _optional_records(out / outputs.SESSIONS),
     )

@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from lab.engine import outputs  # noqa: E402
-from lab.recipe import article as the_article  # noqa: E402
+from lab.render.words import came_from  # noqa: E402
 
 SAVING, SLOWDOWN, TOTAL, ONE_OFF = "#2a9d8f", "#e76f51", "#264653", "#b8b8b8"
 
@@ -53,7 +53,7 @@ def _bars(
 
 def _caption(summary: dict[str, Any]) -> str:
     """Which category of the profiled step time each step's saving came from."""
-    parts = [f"{s['name']}: {s['where']['came_from']}" for s in summary["steps"] if s.get("where")]
+    parts = [f"{s['name']}: {came_from(s['where'])}" for s in summary["steps"] if s.get("where")]
     if not parts:
         return ""
     return "Saving came from (recorded steps: data / compute / other): " + "; ".join(parts)
@@ -64,7 +64,7 @@ def draw_waterfall(summary: dict[str, Any], out: Path) -> list[Path]:
     variants = [v for v in summary["variants"] if v["role"] in ("baseline", "step")]
     steps = summary["steps"]
     baseline = summary["total"]["baseline_s"]
-    last = summary["article"].get("last_step", the_article.PART1_LAST)
+    last = summary["article"]["last_step"]
     wide = len(steps) > 8
     size = (20, 6) if wide else (13, 5)
     fig, (ours, article) = plt.subplots(
@@ -111,9 +111,7 @@ def draw_waterfall(summary: dict[str, Any], out: Path) -> list[Path]:
     )
     ours.set_ylabel("seconds (training + per-epoch evaluation)")
     article_times = [summary["article"]["times_s"][str(k)] for k in range(last + 1)]
-    labels_by_number = summary["article"].get("labels") or {
-        str(k): label for k, label in enumerate(["baseline", *the_article.STEP_LABELS])
-    }
+    labels_by_number = summary["article"]["labels"]
     scale = baseline / article_times[0]
     scaled = [t * scale for t in article_times]
     _bars(
@@ -126,7 +124,7 @@ def draw_waterfall(summary: dict[str, Any], out: Path) -> list[Path]:
     )
     rules = (
         "\nParts 1-4 time training + evaluation, Part 8 training + preprocessing"
-        if last > the_article.PART4_LAST
+        if len({summary["article"]["rules"][str(k)] for k in range(last + 1)}) > 1
         else ""
     )
     article.set_title(
@@ -166,13 +164,14 @@ def draw_leave_one_out(summary: dict[str, Any], out: Path) -> list[Path]:
             ]
         ):
             y = row + (offset - 0.5) * 0.35
-            ax.barh(y, value["median"], height=0.33, color=color, label=label if row == 0 else None)
+            label = label if row == 0 else None
+            ax.barh(y, value["estimate"], height=0.33, color=color, label=label)
             if value["ci95"]:
                 low, high = value["ci95"]
                 ax.errorbar(
-                    value["median"],
+                    value["estimate"],
                     y,
-                    xerr=[[value["median"] - low], [high - value["median"]]],
+                    xerr=[[value["estimate"] - low], [high - value["estimate"]]],
                     color="black",
                     capsize=3,
                     linewidth=1,
