@@ -230,12 +230,16 @@ def _steps(args: argparse.Namespace) -> tuple[str, ...] | None:
     return None
 
 
-def requested_fields(args: argparse.Namespace, cluster: Cluster | None = None) -> dict[str, Any]:
-    """The job fields the flags set explicitly (a flag not given is absent)."""
+def _check_ray_flags(args: argparse.Namespace) -> None:
     if args.round_cpus is not None and args.ray is None:
         raise LabError("--round-cpus: only with --ray")
     if args.round_cpus is not None and args.round_cpus < 1:
         raise LabError(f"--round-cpus {args.round_cpus}: must be >= 1")
+
+
+def requested_fields(args: argparse.Namespace, cluster: Cluster | None = None) -> dict[str, Any]:
+    """The job fields the flags set explicitly (a flag not given is absent)."""
+    _check_ray_flags(args)
     fields: dict[str, Any] = {
         "preset": args.preset,
         "steps": _steps(args),
@@ -452,6 +456,7 @@ def _main(args: argparse.Namespace, started: float) -> int:
         job = resumed_job(args, Path(args.resume)) if args.resume else new_job(args, None)
         print_plan(job, args.json)
         return 0
+    _check_ray_flags(args)  # before starting Ray, which takes seconds
     cluster = connect(args.ray) if args.ray is not None else None
     if args.resume:
         out = Path(args.resume)
