@@ -457,14 +457,16 @@ def _main(args: argparse.Namespace, started: float) -> int:
         print_plan(job, args.json)
         return 0
     _check_ray_flags(args)  # before starting Ray, which takes seconds
-    cluster = connect(args.ray) if args.ray is not None else None
     if args.resume:
         out = Path(args.resume)
-        job = resumed_job(args, out, cluster)
+        # Refused flags are refused before Ray starts; `--device` needs the cluster's GPUs.
+        early = connect(args.ray) if args.device and args.ray is not None else None
+        job = resumed_job(args, out, early)
     else:
+        cluster = connect(args.ray) if args.ray is not None else None
         job = new_job(args, data_source(args), cluster)  # bad flags or data: nothing written yet
     if job.ray:
-        check_fits(job, cluster or connect(""))
+        check_fits(job, connect(args.ray or ""))
         _check_driver_can_profile(job)
     from lab.engine.runner import load_job_data, run
 
