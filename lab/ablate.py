@@ -24,6 +24,7 @@ from typing import Any
 
 from lab.engine import outputs
 from lab.engine.job import DataSource, Job
+from lab.engine.ray_rounds import Cluster, check_fits, connect, default_round_cpus
 from lab.errors import LabError
 from lab.recipe.config import field_names
 from lab.recipe.presets import PRESETS, default_preset, get_preset
@@ -143,6 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the control (a second baseline in every round that measures the noise floor)",
     )
     setup.add_argument("--no-progress", action="store_true", help="no progress bar")
+    scale = parser.add_argument_group("rounds on Ray (pip install 'lab[ray]'; docs/scale-out.md)")
+    scale.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run each round as a Ray task on one worker and one device, several rounds at "
+        "once: without ADDRESS a local Ray (or $RAY_ADDRESS), 'auto' or HOST:PORT joins a "
+        "running cluster",
+    )
+    scale.add_argument(
+        "--round-cpus",
+        type=int,
+        metavar="N",
+        help="with --ray: cores reserved (and pinned) per round (default: a node's cores per "
+        "GPU; without GPUs a whole host, one round at a time per host)",
+    )
     profiling = parser.add_argument_group("profiling and the floor")
     profiling.add_argument(
         "--no-profile",
@@ -178,13 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------- the job
 
 
-def _device(requested: str | None) -> str:
-    import torch
+def _device(requested: str | None, cluster: Cluster | None = None) -> str:
+    """The job's device: this machine's, or with --ray the cluster's (its GPUs)."""
+    if cluster is not None:
+        has_cuda = cluster.has_gpus
+    else:
+        import torch
 
+        has_cuda = torch.cuda.is_available()
     if requested in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise LabError("--device cuda: no CUDA device is available")
+        return "cuda" if has_cuda else "cpu"
+    if requested == "cuda" and not has_cuda:
+        where = "in the Ray cluster" if cluster else "here"
+        raise LabError(f"--device cuda: no CUDA device is available {where}")
     return requested
 
 
@@ -206,15 +230,23 @@ def _steps(args: argparse.Namespace) -> tuple[str, ...] | None:
     return None
 
 
-def requested_fields(args: argparse.Namespace) -> dict[str, Any]:
+def _check_ray_flags(args: argparse.Namespace) -> None:
+    if args.round_cpus is not None and args.ray is None:
+        raise LabError("--round-cpus: only with --ray")
+    if args.round_cpus is not None and args.round_cpus < 1:
+        raise LabError(f"--round-cpus {args.round_cpus}: must be >= 1")
+
+
+def requested_fields(args: argparse.Namespace, cluster: Cluster | None = None) -> dict[str, Any]:
     """The job fields the flags set explicitly (a flag not given is absent)."""
+    _check_ray_flags(args)
     fields: dict[str, Any] = {
         "preset": args.preset,
         "steps": _steps(args),
         "rounds": args.rounds,
         "seed": args.seed,
         "order_seed": args.order_seed,
-        "device": _device(args.device) if args.device else None,
+        "device": _device(args.device, cluster) if args.device else None,
         "overrides": tuple(args.overrides) if args.overrides else None,
         "warmup": False if args.no_warmup else None,
         "control": False if args.no_control else None,
@@ -223,6 +255,8 @@ def requested_fields(args: argparse.Namespace) -> dict[str, Any]:
         "with_stack": args.with_stack,
         "profile_passes": args.profile_passes,
         "peak_tflops": args.peak_tflops,
+        "ray": True if args.ray is not None else None,
+        "round_cpus": args.round_cpus,
     }
     if args.rounds is not None and args.rounds < 1:
         raise LabError(f"--rounds {args.rounds}: must be >= 1")
@@ -233,10 +267,12 @@ def requested_fields(args: argparse.Namespace) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if value is not None}
 
 
-def new_job(args: argparse.Namespace, data: DataSource | None) -> Job:
-    """A job from the flags, the preset's defaults filling the rest."""
-    given = requested_fields(args)
-    device = given.get("device") or _device(None)
+def new_job(
+    args: argparse.Namespace, data: DataSource | None, cluster: Cluster | None = None
+) -> Job:
+    """A job from the flags, the preset's defaults filling the rest; `cluster` with --ray."""
+    given = requested_fields(args, cluster)
+    device = given.get("device") or _device(None, cluster)
     preset = given.get("preset") or default_preset(device, args.series)
     steps = given.get("steps", ())
     job = Job(
@@ -255,6 +291,8 @@ def new_job(args: argparse.Namespace, data: DataSource | None) -> Job:
         profile_passes=given.get("profile_passes", 1),
         peak_tflops=given.get("peak_tflops"),
         data=data,
+        ray=cluster is not None,
+        round_cpus=given.get("round_cpus") or (cluster and default_round_cpus(cluster, device)),
     )
     job.base_config()  # unknown keys and bad values in --set fail here, before any work
     for variant in job.variants():  # a step's config that cannot train fails here too
@@ -262,12 +300,13 @@ def new_job(args: argparse.Namespace, data: DataSource | None) -> Job:
     return job
 
 
-def resumed_job(args: argparse.Namespace, out: Path) -> Job:
-    """The stored job; any flag that would change it is refused, naming the conflict."""
+def resumed_job(args: argparse.Namespace, out: Path, cluster: Cluster | None = None) -> Job:
+    """The stored job; any flag that would change it is refused, naming the conflict (a Ray
+    job's address is not part of it: `--ray ADDRESS` may name where to finish it)."""
     from lab.engine.records import code_hash
 
     job = Job.load(out, code_hash())
-    conflicts = job.conflicts(requested_fields(args))
+    conflicts = job.conflicts(requested_fields(args, cluster))
     if args.data is not None or args.download:
         from lab.train.data import find_or_fetch_data, source_key
 
@@ -280,6 +319,17 @@ def resumed_job(args: argparse.Namespace, out: Path) -> Job:
             "drop them, or start a new job"
         )
     return job
+
+
+def _check_driver_can_profile(job: Job) -> None:
+    """Profiled passes run on the driver after the rounds: it needs the job's device."""
+    import torch
+
+    if job.profile and job.device == "cuda" and not torch.cuda.is_available():
+        raise LabError(
+            "--ray: the profiled passes run on this machine, which has no CUDA device; "
+            "run the driver on a GPU node or add --no-profile"
+        )
 
 
 def data_source(args: argparse.Namespace) -> DataSource:
@@ -406,11 +456,18 @@ def _main(args: argparse.Namespace, started: float) -> int:
         job = resumed_job(args, Path(args.resume)) if args.resume else new_job(args, None)
         print_plan(job, args.json)
         return 0
+    _check_ray_flags(args)  # before starting Ray, which takes seconds
     if args.resume:
         out = Path(args.resume)
-        job = resumed_job(args, out)
+        # Refused flags are refused before Ray starts; `--device` needs the cluster's GPUs.
+        early = connect(args.ray) if args.device and args.ray is not None else None
+        job = resumed_job(args, out, early)
     else:
-        job = new_job(args, data_source(args))  # bad flags or data: nothing written yet
+        cluster = connect(args.ray) if args.ray is not None else None
+        job = new_job(args, data_source(args), cluster)  # bad flags or data: nothing written yet
+    if job.ray:
+        check_fits(job, connect(args.ray or ""))
+        _check_driver_can_profile(job)
     from lab.engine.runner import load_job_data, run
 
     progress = not args.no_progress and sys.stderr.isatty()

@@ -389,6 +389,25 @@ def _sessions(sessions: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _hosts(timed: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Per host of a `--ray` job (records with `host`): its timed runs and rounds, the most
+    rounds that ran there at once, and the cores a round had; None for a local job."""
+    by_host: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in timed:
+        if "host" in record:
+            by_host[record["host"]].append(record)
+    return {
+        host: {
+            "runs": len(runs),
+            "rounds": sorted({r["round"] for r in runs}),
+            "rounds_at_once": max(r["rounds_on_host"] for r in runs),
+            "cores_per_round": max(len(r["cores"]) for r in runs),
+            "devices": sorted({r["device_id"] for r in runs}),
+        }
+        for host, runs in sorted(by_host.items())
+    } or None
+
+
 def build_summary(
     records: list[dict[str, Any]],
     plan: dict[str, Any],
@@ -446,6 +465,7 @@ def build_summary(
         "warmup_runs": len(records) - len(timed),
         "rounds": rounds,
         "sessions": _sessions(sessions or []),
+        "hosts": _hosts(timed),
         "variants": chain + others,
         "control": control,
         "power": _power(comparisons, rounds),

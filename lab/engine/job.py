@@ -76,6 +76,8 @@ class Job:
     profile_passes: int = 1  # profiled passes per cumulative variant, interleaved like rounds
     peak_tflops: float | None = None  # the floor's peak, instead of measured / vendor
     data: DataSource | None = None  # None only for `--plan`, which trains nothing
+    ray: bool = False  # each round a Ray task (lab.engine.ray_rounds); the address is not stored
+    round_cpus: int | None = None  # cores reserved per round on Ray (None for a local job)
 
     def base_config(self) -> Config:
         return apply_overrides(get_preset(self.preset).config, list(self.overrides))

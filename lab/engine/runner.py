@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,10 @@ class Progress:
             refresh=False,
         )
         self.bar.update(1)
+
+    def runs_done(self, epochs: int) -> None:
+        """Runs that ended elsewhere (a Ray task): their epochs at once."""
+        self.bar.update(epochs)
 
     def write(self, line: str) -> None:
         self.bar.write(line, file=sys.stderr)
@@ -145,27 +150,51 @@ def _record(job: Job, slot: Slot, seed: int, data: Cifar, m: dict, peak: dict) -
     )
 
 
-def run_timed(job: Job, out: Path, subsets: SubsetCache, progress: Progress, peak: dict) -> int:
-    """Every scheduled run not yet recorded, in the schedule's order; returns how many ran."""
-    done = done_runs(out)
-    todo = [s for s in job.schedule() if (s.variant.name, s.round) not in done]
-    if all(slot.warmup for slot in todo):
-        todo = []  # only a warm-up left: nothing to measure
-    progress.add_total(sum(passes(slot.variant.config) for slot in todo))
-    device = torch.device(job.device)
-    for slot in todo:
+def run_slots(
+    job: Job,
+    slots: list[Slot],
+    subsets: SubsetCache,
+    device: torch.device,
+    peak: dict,
+    progress: Progress,
+) -> Iterator[tuple[Slot, dict]]:
+    """Train `slots` in the given order on this process and this device, yielding each run's
+    slot and record the moment the run ends. The one way a run is made: locally, every slot of
+    the job in turn; on Ray (`lab.engine.ray_rounds`), one round's slots inside its task."""
+    for slot in slots:
         data = subsets(slot.variant.config)
         seed = job.seed + max(slot.round, 0)
-        label = _label(slot, job)
-        progress.start_run(label)
+        progress.start_run(_label(slot, job))
         config = slot.variant.config
         result = run_training(config, data, device, seed, on_epoch=progress.epoch_done)
         m = result.to_dict(config.target_accuracy)
-        append_record(out / outputs.RESULTS, _record(job, slot, seed, data, m, peak))
-        progress.write(
-            f"{label}: {m['total_s']:.2f} s (train {m['train_s']:.2f} s, "
-            f"eval {m['eval_s']:.2f} s), test accuracy {m['final_test_accuracy']:.2%}"
-        )
+        yield slot, _record(job, slot, seed, data, m, peak)
+
+
+def run_line(slot: Slot, job: Job, record: dict) -> str:
+    """The line printed when a run ends."""
+    m = record["measurements"]
+    return (
+        f"{_label(slot, job)}: {m['total_s']:.2f} s (train {m['train_s']:.2f} s, "
+        f"eval {m['eval_s']:.2f} s), test accuracy {m['final_test_accuracy']:.2%}"
+    )
+
+
+def todo_slots(job: Job, out: Path) -> list[Slot]:
+    """Every scheduled run not yet recorded, in the schedule's order."""
+    done = done_runs(out)
+    todo = [s for s in job.schedule() if (s.variant.name, s.round) not in done]
+    return [] if all(slot.warmup for slot in todo) else todo  # a lone warm-up measures nothing
+
+
+def run_timed(job: Job, out: Path, subsets: SubsetCache, progress: Progress, peak: dict) -> int:
+    """Every scheduled run not yet recorded, in the schedule's order; returns how many ran."""
+    todo = todo_slots(job, out)
+    progress.add_total(sum(passes(slot.variant.config) for slot in todo))
+    device = torch.device(job.device)
+    for slot, record in run_slots(job, todo, subsets, device, peak, progress):
+        append_record(out / outputs.RESULTS, record)
+        progress.write(run_line(slot, job, record))
     return len(todo)
 
 
@@ -227,10 +256,18 @@ def run_profiles(job: Job, out: Path, subsets: SubsetCache, progress: Progress) 
     return len(todo)
 
 
+def driver_device(job: Job) -> torch.device:
+    """The device of this process: the job's, except a Ray driver without the job's GPU."""
+    if job.device == "cuda" and not torch.cuda.is_available():
+        return torch.device("cpu")  # only allowed with --ray: the rounds run on the workers
+    return torch.device(job.device)
+
+
 def run(job: Job, out: Path, data: Cifar, progress_enabled: bool, started: float) -> int:
-    """Timed rounds, then the profiled passes; a session record (wall time, what ran, whether
-    it finished) is appended however the session ends. Returns the timed runs made."""
-    device = torch.device(job.device)
+    """Timed rounds (here, or as Ray tasks for a `--ray` job), then the profiled passes; a
+    session record (wall time, what ran, whether it finished) is appended however the session
+    ends. Returns the timed runs made."""
+    device = driver_device(job)
     progress = Progress(progress_enabled)
     session: dict[str, Any] = {
         **metadata(device),
@@ -243,9 +280,14 @@ def run(job: Job, out: Path, data: Cifar, progress_enabled: bool, started: float
         "finished": False,
     }
     try:
-        peak = measure_peak(job, device)
         subsets = SubsetCache(data)
-        session["timed_runs"] = run_timed(job, out, subsets, progress, peak)
+        if job.ray:
+            from lab.engine.ray_rounds import run_rounds_on_ray
+
+            session["timed_runs"], session["ray"] = run_rounds_on_ray(job, out, data, progress)
+        else:
+            peak = measure_peak(job, device)
+            session["timed_runs"] = run_timed(job, out, subsets, progress, peak)
         if job.profile:
             session["profiled_passes"] = run_profiles(job, out, subsets, progress)
         session["finished"] = True

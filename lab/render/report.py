@@ -342,6 +342,22 @@ def _wall(summary: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- why each step saves
 
 
+def _hosts_line(summary: dict[str, Any]) -> list[str]:
+    """A `--ray` job: where its rounds ran and how many ran at once per host."""
+    hosts = summary.get("hosts")
+    if not hosts:
+        return []
+    parts = [
+        f"{host}: {len(h['rounds'])} round(s), at most {h['rounds_at_once']} at once on "
+        f"{h['cores_per_round']} core(s) each, {len(h['devices'])} device(s)"
+        for host, h in hosts.items()
+    ]
+    return [
+        "- Rounds on Ray, each on one worker and one device (how many rounds ran at once per "
+        f"host; docs/scale-out.md): {'; '.join(parts)}"
+    ]
+
+
 def _passes_note(summary: dict[str, Any]) -> str:
     """How many profiled passes the breakdown rests on, and the rule that names a category."""
     profiled = [v["profile"] for v in summary["variants"] if "profile" in v]
@@ -559,6 +575,7 @@ def render_report(summary: dict[str, Any]) -> str:
         f"shuffled per round (order seed {meta.get('order_seed')}); "
         f"{summary['warmup_runs']} warm-up run(s) discarded",
         _wall(summary),
+        *_hosts_line(summary),
         "- Time = training + per-epoch test evaluation (DAWNBench's timed region); decoding and "
         "one-off preprocessing are outside it and reported apart.",
         "",

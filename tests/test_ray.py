@@ -1,0 +1,177 @@
+"""Rounds on Ray (`--ray`), on a local Ray of this machine: the records a Ray job writes, a
+worker killed mid-round, and a driver interrupted and resumed. Skipped without Ray installed
+(`pip install 'lab[ray]'`; `make test` installs it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from conftest import REPO, assert_one_line_error, read_jsonl, run_lab
+
+pytest.importorskip("ray")
+
+STEPS = "main_thread_aug"
+VARIANTS = ["baseline", "+main_thread_aug", "baseline (control)"]
+# Two rounds at once on one core each: the concurrency the issue asks the tests to exercise.
+JOB = ["--steps", STEPS, "--preset", "smoke", "--rounds", "2", "--no-profile", "--no-progress"]
+RAY = ["--ray", "--round-cpus", "1"]
+RAY_FIELDS = {"host", "node_id", "device_id", "cores", "rounds_on_host", "worker_pid"}
+
+
+def _start(out, *extra):
+    return subprocess.Popen(
+        [sys.executable, "-m", "lab.ablate", *JOB, *RAY, "--out", str(out), *extra],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+
+
+def _wait_for_records(path, until, deadline_s=300):
+    """The records once `until(records)` holds (polling the file the driver appends to)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if path.exists():
+            lines = path.read_text().splitlines()
+            complete = [json.loads(line) for line in lines if line.endswith("}")]
+            if until(complete):
+                return complete
+        time.sleep(0.1)
+    raise AssertionError(f"{path}: the records never reached the awaited state")
+
+
+def _assert_complete_without_duplicates(out, rounds=2, warmup=True):
+    records = read_jsonl(out / "results.jsonl")
+    pairs = Counter((r["variant"], r["round"]) for r in records)
+    expected = {(v, r) for v in VARIANTS for r in range(rounds)}
+    if warmup:
+        expected.add(("baseline", -1))
+    assert set(pairs) == expected, "no run lost"
+    assert max(pairs.values()) == 1, "no run recorded twice"
+    return records
+
+
+@pytest.fixture(scope="module")
+def ray_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ray") / "out"
+    result = run_lab(*JOB, *RAY, "--no-warmup", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_record(tmp_path_factory):
+    out = tmp_path_factory.mktemp("local") / "out"
+    result = run_lab("--preset", "smoke", "--no-profile", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return read_jsonl(out / "results.jsonl")[0]
+
+
+def test_two_rounds_as_two_tasks_write_the_local_schema_and_a_summary(ray_out, local_record):
+    records = _assert_complete_without_duplicates(ray_out, warmup=False)
+    for record in records:
+        assert set(record) == set(local_record) | RAY_FIELDS  # the same schema, plus where
+        assert set(record["measurements"]) == set(local_record["measurements"])
+        assert record["command"].startswith("python -m lab.ablate")  # the driver's, not Ray's
+        assert record["device_id"] == record["device_name"]  # a CPU: its name
+    # One task per round: all of a round's runs in one worker process, in its shuffled order.
+    for round_index in (0, 1):
+        runs = [r for r in records if r["round"] == round_index]
+        assert len({r["worker_pid"] for r in runs}) == 1
+        assert sorted(r["position"] for r in runs) == [0, 1, 2]
+    # Rounds on one host at once had disjoint cores, one each, and say how many ran at once.
+    cores = {r["round"]: r["cores"] for r in records}
+    assert all(len(c) == 1 for c in cores.values())
+    if max(r["rounds_on_host"] for r in records) == 2:
+        assert cores[0] != cores[1]
+    summary = json.loads((ray_out / "summary.json").read_text())
+    assert [v["name"] for v in summary["variants"]] == VARIANTS
+    assert all(v["runs"] == 2 for v in summary["variants"])
+    (session,) = read_jsonl(ray_out / "sessions.jsonl")
+    assert session["finished"] and session["timed_runs"] == 6
+    assert session["ray"]["round_cpus"] == 1 and session["ray"]["reruns"] == 0
+    assert set(session["ray"]["rounds_at_once"]) == {records[0]["host"]}
+    host = records[0]["host"]
+    assert summary["hosts"][host]["rounds"] == [0, 1]
+    assert summary["hosts"][host]["cores_per_round"] == 1
+    assert "how many rounds ran at once per host" in (ray_out / "report.md").read_text()
+
+
+def test_a_worker_killed_mid_round_is_rerun_without_loss_or_duplicates(tmp_path):
+    out = tmp_path / "out"
+    process = _start(out, "--no-warmup")
+    # The first run of a round: the round has two more to go when its worker dies.
+    first = _wait_for_records(
+        out / "results.jsonl", lambda records: any(r["position"] == 0 for r in records)
+    )
+    victim = next(r for r in first if r["position"] == 0)
+    os.kill(victim["worker_pid"], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+    assert "its worker died" in stderr
+    records = _assert_complete_without_duplicates(out, warmup=False)
+    rerun = [r for r in records if r["round"] == victim["round"] and r is not victim]
+    assert any(r["worker_pid"] != victim["worker_pid"] for r in rerun)
+    (session,) = read_jsonl(out / "sessions.jsonl")
+    assert session["ray"]["reruns"] >= 1 and session["timed_runs"] == 6
+
+
+def test_an_interrupted_ray_job_resumes_on_ray(tmp_path):
+    out = tmp_path / "out"
+    process = _start(out)
+    _wait_for_records(out / "results.jsonl", lambda records: len(records) >= 2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "--resume" in stderr and "Traceback" not in stderr
+    before = (out / "results.jsonl").read_text().splitlines()
+    assert 2 <= len(before) < 7
+    # No --ray: the stored job says where its rounds run.
+    resumed = run_lab("--resume", str(out), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    after = (out / "results.jsonl").read_text().splitlines()
+    assert after[: len(before)] == before
+    records = _assert_complete_without_duplicates(out)
+    assert all(RAY_FIELDS <= set(r) for r in records)
+    sessions = read_jsonl(out / "sessions.jsonl")
+    assert [s["finished"] for s in sessions] == [False, True]
+    assert sessions[1]["timed_runs"] == 7 - len(before)
+
+
+def test_resume_refuses_to_move_a_job_onto_or_off_ray(ray_out, tmp_path):
+    out = tmp_path / "local"
+    out.mkdir()
+    plan = json.loads((ray_out / "plan.json").read_text())
+    plan["job"]["ray"], plan["job"]["round_cpus"] = False, None
+    (out / "plan.json").write_text(json.dumps(plan))
+    (out / "results.jsonl").write_bytes((ray_out / "results.jsonl").read_bytes())
+    assert_one_line_error(
+        run_lab("--resume", str(out), "--ray"), "flags would change the job", "ray=True"
+    )
+    assert_one_line_error(
+        run_lab("--resume", str(ray_out), "--ray", "--round-cpus", "2"),
+        "flags would change the job",
+        "round_cpus=2 (the job has 1)",
+    )
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--round-cpus", "2"], "--round-cpus: only with --ray"),
+        (["--ray", "--round-cpus", "0"], "--round-cpus 0: must be >= 1"),
+        (["--ray", "--round-cpus", "64"], "no node of the Ray cluster has 64 CPUs"),
+    ],
+)
+def test_bad_ray_flags_are_one_line_errors(args, fragment, tmp_path):
+    out = tmp_path / "out"
+    assert_one_line_error(run_lab("--preset", "smoke", *args, "--out", str(out)), fragment)
+    assert not (out / "results.jsonl").exists()
