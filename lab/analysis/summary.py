@@ -28,7 +28,7 @@ from lab.analysis.stats import (
 from lab.engine.floor import floor_seconds
 from lab.recipe import article
 from lab.recipe.counters import COUNTERS, counter_values
-from lab.recipe.registry import BASELINE, CONTROL, LEAVE_ONE_OUT, STEP, Step, all_steps
+from lab.recipe.registry import BASELINE, CHAIN_ROLES, CONTROL, LEAVE_ONE_OUT, Step, all_steps
 
 SUMMARY_SCHEMA_VERSION = 2
 TIMINGS = ("total_s", "train_s", "eval_s", "preprocess_s")
@@ -51,6 +51,11 @@ META_KEYS = (
 
 
 # ----------------------------------------------------------------------------- variants
+
+
+def chain_variants(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The summary's baseline and cumulative variants, in the order the steps were applied."""
+    return [v for v in summary["variants"] if v["role"] in CHAIN_ROLES]
 
 
 def summarise_variant(name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -395,7 +400,7 @@ def build_summary(
         by_variant[record["variant"]].append(record)
     summaries = {name: summarise_variant(name, runs) for name, runs in by_variant.items()}
     chain = sorted(
-        (v for v in summaries.values() if v["role"] in (BASELINE, STEP)),
+        (v for v in summaries.values() if v["role"] in CHAIN_ROLES),
         key=lambda v: len(v["steps"]),
     )
     others = [v for v in summaries.values() if v["role"] in (CONTROL, LEAVE_ONE_OUT)]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.analysis.stats import CONFIDENCE, MIN_ROUNDS, SIGNIFICANT
-from lab.analysis.summary import build_summary
+from lab.analysis.summary import CATEGORIES, build_summary, chain_variants
 from lab.engine import outputs
 from lab.engine.records import read_records
 from lab.errors import LabError
@@ -69,7 +69,7 @@ def _step_name(step: dict[str, Any]) -> str:
 
 
 def _table(summary: dict[str, Any]) -> list[str]:
-    chain = [v for v in summary["variants"] if v["role"] in ("baseline", "step")]
+    chain = chain_variants(summary)
     lines = [
         "| step | time (paired) | median run | saved (s, 95% CI) | saved (% of previous) "
         "| counters changed | accuracy | article (V100) |",
@@ -273,7 +273,7 @@ def _where_table(summary: dict[str, Any]) -> list[str]:
         p = v["profile"]
         overhead = "n/a" if p["profiler_overhead"] is None else f"{p['profiler_overhead']:+.0%}"
         cells = " | ".join(
-            f"{p['seconds'][c]:.2f} s ({p['shares'][c]:.0%})" for c in ("data", "compute", "other")
+            f"{p['seconds'][c]:.2f} s ({p['shares'][c]:.0%})" for c in CATEGORIES
         )
         lines.append(
             f"| {v['name']} | {p['seconds']['step']:.2f} s | {cells} | {overhead} "
@@ -291,7 +291,7 @@ def _where_table(summary: dict[str, Any]) -> list[str]:
         cells = " | ".join(
             f"{where['seconds_change'][c]:+.2f} s ({where['shares'][c][0]:.0%} -> "
             f"{where['shares'][c][1]:.0%})"
-            for c in ("data", "compute", "other")
+            for c in CATEGORIES
         )
         lines.append(f"| {step['name']} | {cells} | {where['came_from']} |")
     return lines
@@ -314,7 +314,7 @@ def _floor_lines(summary: dict[str, Any]) -> list[str]:
         "| variant | FLOPs/image | training FLOPs | floor | measured (median run) | efficiency |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for v in (v for v in summary["variants"] if v["role"] in ("baseline", "step")):
+    for v in chain_variants(summary):
         f = v["floor"]
         lines.append(
             f"| {v['name']} | {f['flops_per_image']:.3g} | {f['total_flops']:.3g} | "
@@ -388,7 +388,7 @@ def _contention_lines(summary: dict[str, Any]) -> list[str]:
             f"| {_cores(quiet.get('workers_cores'))} / {_cores(quiet.get('main_cores'))} |"
         )
     lines.append("")
-    order = [v for v in summary["variants"] if v["role"] in ("baseline", "step")]
+    order = chain_variants(summary)
     for before, after, step in zip(order, order[1:], summary["steps"], strict=False):
         reading = contention_reading(
             step["name"],

@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from lab.analysis.summary import chain_variants  # noqa: E402
 from lab.engine import outputs  # noqa: E402
 from lab.recipe import article as the_article  # noqa: E402
 
@@ -61,7 +62,7 @@ def _caption(summary: dict[str, Any]) -> str:
 
 def draw_waterfall(summary: dict[str, Any], out: Path) -> list[Path]:
     """Write waterfall.png and waterfall.svg into `out`; return their paths."""
-    variants = [v for v in summary["variants"] if v["role"] in ("baseline", "step")]
+    variants = chain_variants(summary)
     steps = summary["steps"]
     baseline = summary["total"]["baseline_s"]
     last = summary["article"].get("last_step", the_article.PART1_LAST)

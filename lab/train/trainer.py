@@ -113,13 +113,6 @@ class RunResult:
         return data
 
 
-def resolve_device(requested: str) -> torch.device:
-    """'auto' picks CUDA when present."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
-
-
 def resolve_precision(config: Config, device: torch.device) -> str:
     """'auto' is the original's fp16 on CUDA and fp32 on CPU (bf16/fp16 are slower on CPU)."""
     if config.precision == "auto":
