@@ -68,22 +68,29 @@ def _step_name(step: dict[str, Any]) -> str:
     return f"+{step['name']}{flag}{no_effect}"
 
 
+def _cause(step: dict[str, Any]) -> str:
+    """Which part of the profiled step time the saving came from (data, compute, other), or
+    why that cannot be said; empty for an unprofiled job."""
+    where = step.get("where")
+    return where["came_from"] if where else ""
+
+
 def _table(summary: dict[str, Any]) -> list[str]:
     chain = chain_variants(summary)
     lines = [
         "| step | time (paired) | median run | saved (s, 95% CI) | saved (% of previous) "
-        "| counters changed | accuracy | article (V100) |",
-        "| --- | ---: | ---: | --- | --- | --- | --- | --- |",
+        "| saving came from (profiled) | counters changed | accuracy | article (V100) |",
+        "| --- | ---: | ---: | --- | --- | --- | --- | --- | --- |",
         f"| baseline | {chain[0]['paired_time_s']:.2f} s | "
-        f"{chain[0]['timing']['total_s']['median']:.2f} s | | | | {_accuracy(chain[0])} | "
+        f"{chain[0]['timing']['total_s']['median']:.2f} s | | | | | {_accuracy(chain[0])} | "
         f"{summary['article']['baseline_s']:g} s |",
     ]
     for before, variant, step in zip(chain, chain[1:], summary["steps"], strict=False):
         lines.append(
             f"| {_step_name(step)} | {variant['paired_time_s']:.2f} s | "
             f"{variant['timing']['total_s']['median']:.2f} s | {_saving(step)} | "
-            f"{_saving(step, '%')} | {_counters_changed(step, before)} | {_accuracy(variant)} "
-            f"| {_article_claim(step)} |"
+            f"{_saving(step, '%')} | {_cause(step)} | {_counters_changed(step, before)} "
+            f"| {_accuracy(variant)} | {_article_claim(step)} |"
         )
     return lines
 
