@@ -56,6 +56,6 @@ SHOWN_CHANGE = 0.02
 
 
 def counter_values(record: dict[str, Any]) -> dict[str, float]:
-    """The counters a record holds (older records lack the newer counters)."""
+    """The counters a record holds; a counter the record does not carry is left out."""
     values = {name: counter.read(record) for name, counter in COUNTERS.items()}
     return {name: value for name, value in values.items() if value is not None}
