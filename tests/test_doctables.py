@@ -40,6 +40,17 @@ def test_every_step_and_article_figure_is_in_the_series_table():
         assert f"{figure.time_s:g} s" in table
 
 
+def test_the_step_order_is_the_articles():
+    from lab.recipe import article
+    from lab.recipe.registry import all_steps
+
+    steps = all_steps()
+    assert [step.name for step in steps] == list(article.LAB_ORDER)  # each registered, once
+    assert [step.order for step in steps] == list(range(1, len(steps) + 1))
+    for step in steps:
+        assert step.name in article.BY_NUMBER[step.article_step].lab_steps
+
+
 def test_rewrite_replaces_only_the_block(tmp_path):
     page = tmp_path / "page.md"
     page.write_text(
