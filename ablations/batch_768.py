@@ -1,8 +1,8 @@
 """Batch 768, the learning rate per example unchanged.
 
-The article (Part 3, 161 s -> 154 s on a V100; `experiments.ipynb` cell 19: 153.7 s, 94.23%):
-with cutout's regularisation, an even larger batch still trains well. The peak learning rate
-grows with the batch, 0.6 / 768 = 0.4 / 512 per example.
+The article (Part 3; `experiments.ipynb` cell 19): with cutout's regularisation, an even larger
+batch still trains well. The peak learning rate grows with the batch, 0.6 / 768 = 0.4 / 512 per
+example.
 
 What changes: `batch_size` 512 -> 768; knots (0,0),(8,0.6),(30,0). Weight decay is the same
 in the lab's mean-loss form (the source multiplied it by the batch size).
@@ -20,9 +20,7 @@ from lab.recipe.registry import register_step
 @register_step(
     name="batch_768",
     title="Batch 768, peak learning rate 0.6",
-    order=10,
     changes="batch_size: 512 -> 768; lr_knots: peak 0.6 at 8 of 30",
-    article_step=8,
     expects={"train_steps": "down", "epochs": "same"},
 )
 def apply(config: Config) -> Config:

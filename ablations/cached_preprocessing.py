@@ -3,8 +3,8 @@
 The article: the baseline's loader takes every sample through PIL, numpy reflect-padding,
 ToTensor and Normalize on every epoch, 35 times over. Doing the deterministic part once for the
 whole set (reflect-pad by 4, normalise, HWC -> CHW) leaves only the random crop and flip per
-epoch. The article did this together with going to one worker process (its step 2:
-323 s -> 308 s, -15 s); the lab attributes the two separately.
+epoch. The article did this together with going to one worker process (its second step); the
+lab attributes the two separately.
 
 What changes: `preprocessing="cached"`. The training set becomes one float32 array
 (N x 3 x 40 x 40) and the test set one normalised array (N x 3 x 32 x 32); a sample is a numpy
@@ -25,9 +25,7 @@ from lab.recipe.registry import register_step
 @register_step(
     name="cached_preprocessing",
     title="Preprocess the whole set once (pad, normalise, transpose)",
-    order=3,
     changes="preprocessing: per_sample -> cached",
-    article_step=2,
     expects={"cpu_children_s": "down", "preprocess_s": "up"},
 )
 def apply(config: Config) -> Config:

@@ -1,6 +1,6 @@
 """Weight EMA, a learning-rate floor of 0.1 for the last epochs, 13 epochs.
 
-The article (Part 8, 36 s -> 33.5 s on a V100; `bag_of_tricks.ipynb` cells 76-78): evaluating
+The article (Part 8; `bag_of_tricks.ipynb` cells 76-78): evaluating
 a moving average of the weights instead of the weights themselves gives the accuracy of a
 lower learning rate without having to anneal to zero. Every 5 optimiser steps (counting from
 each epoch's first) the average moves towards the weights with rho = 0.99^5, BatchNorm
@@ -25,10 +25,8 @@ EMA_RHO = 0.99**5
 @register_step(
     name="ema",
     title="Weight EMA (0.99^5 every 5 steps), LR floor 0.1, 14 -> 13 epochs",
-    order=19,
     changes="ema_rho: 0 -> 0.99^5 (every 5 steps); lr_knots: (2.6,1.0),(11,0.1) held; "
     "epochs 14 -> 13",
-    article_step=17,
     expects={"epochs": "down"},
 )
 def apply(config: Config) -> Config:

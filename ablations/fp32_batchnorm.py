@@ -1,10 +1,9 @@
 """Keep BatchNorm in fp32 inside the fp16 model.
 
-The article (Part 3, 256 s -> 186 s on a V100; `experiments.ipynb` cell 15: 186.2 s, 94.03%):
-profiling showed BatchNorm taking a large share of the time. PyTorch 0.4's `.half()` converted
-BatchNorm's weights and statistics to fp16 too, which "triggers a slow code path"; leaving
-BatchNorm's parameters in fp32 (inputs and outputs stay fp16) selects cuDNN's fast kernels.
-No hyperparameter changes.
+The article (Part 3; `experiments.ipynb` cell 15): profiling showed BatchNorm taking a large
+share of the time. PyTorch 0.4's `.half()` converted BatchNorm's weights and statistics to fp16
+too, which "triggers a slow code path"; leaving BatchNorm's parameters in fp32 (inputs and
+outputs stay fp16) selects cuDNN's fast kernels. No hyperparameter changes.
 
 What changes: `bn_precision` model -> fp32: after the model is made fp16, every BatchNorm
 module is converted back to fp32.
@@ -23,9 +22,7 @@ from lab.recipe.registry import register_step
 @register_step(
     name="fp32_batchnorm",
     title="BatchNorm parameters in fp32 inside the fp16 model",
-    order=8,
     changes="bn_precision: model -> fp32",
-    article_step=6,
     expects={"params": "same", "train_steps": "same", "flops_per_image": "same"},
     needs_precision="fp16",
 )

@@ -1,6 +1,6 @@
 """Ghost BatchNorm: statistics over groups of 32, a higher peak rate, 18 epochs.
 
-The article (Part 8, 52 s -> 46 s on a V100; `bag_of_tricks.ipynb` cells 53-58): BatchNorm over
+The article (Part 8; `bag_of_tricks.ipynb` cells 53-58): BatchNorm over
 a batch of 512 regularises less than over small batches. Ghost BatchNorm normalises each
 training batch in 16 interleaved groups of 32 (example n in group n mod 16), with one shared
 scale and shift and running statistics per group, averaged when evaluation starts. 20 epochs gave
@@ -21,9 +21,7 @@ from lab.recipe.registry import register_step
 @register_step(
     name="ghost_batchnorm",
     title="Ghost BatchNorm (16 groups), peak 0.6, 20 -> 18 epochs",
-    order=16,
     changes="bn_splits: 1 -> 16; lr_knots: peak 0.6 at 3.6; epochs 20 -> 18",
-    article_step=14,
     expects={"epochs": "down", "params": "same"},
 )
 def apply(config: Config) -> Config:

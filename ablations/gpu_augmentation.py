@@ -1,8 +1,8 @@
 """The whole data set on the training device, augmented in groups once per epoch.
 
-The article (Part 8, 75 s -> "under 70 s" on a V100, `bag_of_tricks.ipynb` cell 28; accuracy
-not reported): Part 8 re-times the Part 4 network on DAWNBench's rules (preprocessing counted,
-evaluation not: 75 s) and then moves the data to the GPU. The training set is normalised and
+The article (Part 8; `bag_of_tricks.ipynb` cells 10, 18 and 28): Part 8 re-times the Part 4
+network on DAWNBench's rules (preprocessing counted, evaluation not) and then moves the data to
+the GPU. The training set is normalised and
 padded once on the device; each epoch every transform (crop, flip, cutout) is applied to
 contiguous groups of a freshly shuffled set, one random option per group, at most 200 options;
 batches of 512 are slices of the result, and the last partial batch is dropped.
@@ -26,9 +26,7 @@ from lab.recipe.registry import register_step
 @register_step(
     name="gpu_augmentation",
     title="Data on the device, grouped augmentation per epoch",
-    order=12,
     changes="data_path: loader -> device; drop_last: false -> true",
-    article_step=10,
     # The dropped last batch removes an optimiser step per epoch at the article's scale (98 ->
     # 97), but not always on a subset with a fractional epoch, so it is not promised here.
     expects={"worker_launches": "zero", "rng_calls": "up"},

@@ -1,10 +1,9 @@
 """The ResNet-9: a shallower, wider network, 24 epochs at batch 512.
 
-The article (Part 4, 154 s -> 79 s on a V100; `experiments.ipynb` cell 39: 79.1 s, 94.04%;
-35/50 runs >= 94%, median 94.08%): after trying cut-down backbones, Page builds a 9-layer
-network: prep conv-BN-ReLU (64), three conv-BN-ReLU-maxpool layers (128, 256, 512) with a
-two-conv residual block after the first and the last, a global max-pool and a bias-free linear
-layer whose output is scaled by 0.125. It trains in 24 epochs at batch 512.
+The article (Part 4; `experiments.ipynb` cell 39): after trying cut-down backbones, Page builds
+a 9-layer network: prep conv-BN-ReLU (64), three conv-BN-ReLU-maxpool layers (128, 256, 512)
+with a two-conv residual block after the first and the last, a global max-pool and a bias-free
+linear layer whose output is scaled by 0.125. It trains in 24 epochs at batch 512.
 
 What changes: `architecture` resnet18 -> resnet9 (6,573,120 trainable parameters at width 64,
 against the ResNet-18's 5,205,834), `logit_scale` 0.125, `batch_size` back to 512, `epochs` 24
@@ -25,10 +24,8 @@ from lab.recipe.registry import register_step
 @register_step(
     name="resnet9",
     title="The ResNet-9 at batch 512 for 24 epochs",
-    order=11,
     changes="architecture: resnet18 -> resnet9; logit_scale 0.125; batch_size 512; "
     "epochs 30 -> 24; lr_knots: peak 0.4 at 5",
-    article_step=9,
     expects={"flops_per_image": "down", "epochs": "down", "params": "up"},
 )
 def apply(config: Config) -> Config:

@@ -1,7 +1,7 @@
 """Remove the kink from the learning-rate schedule.
 
 The article: the DAWNBench schedule rises linearly to 0.1 at epoch 15, jumps to 0.105, then falls.
-The article removed the jump together with the duplicated BN-ReLU (its step 1) and says the
+The article removed the jump together with the duplicated BN-ReLU (its first step) and says the
 schedule change should not change the time: the same number of steps runs either way.
 
 What changes: the knot after every jump is dropped, so (0,0),(15,0.1),(15,0.105),(30,0.005),(35,0)
@@ -20,9 +20,7 @@ from lab.recipe.registry import register_step
 @register_step(
     name="smooth_lr",
     title="Remove the kink in the learning-rate schedule",
-    order=2,
     changes="lr_knots: drop the jump at 15/35 of training",
-    article_step=1,
     expects={"worker_launches": "same", "rng_calls": "same"},
 )
 def apply(config: Config) -> Config:

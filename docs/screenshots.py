@@ -230,8 +230,13 @@ def main(argv: list[str] | None = None) -> int:
         "--settle", type=float, default=8.0, help="seconds to let each page render (default 8)"
     )
     args = parser.parse_args(argv)
-    if not (args.out / "tb").is_dir():
-        print(f"error: {args.out}: no tb/ folder", file=sys.stderr)
+    from lab.errors import LabError
+    from lab.tensorboard import logdir_for
+
+    try:
+        logdir_for(args.out)
+    except LabError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     if not Path(args.chromium).is_file():
         print(

@@ -270,30 +270,22 @@ def requested_fields(args: argparse.Namespace, cluster: Cluster | None = None) -
 def new_job(
     args: argparse.Namespace, data: DataSource | None, cluster: Cluster | None = None
 ) -> Job:
-    """A job from the flags, the preset's defaults filling the rest; `cluster` with --ray."""
+    """A job from the flags; the fields no flag set take the preset's values or `Job`'s
+    defaults; `cluster` with --ray."""
     given = requested_fields(args, cluster)
     device = given.get("device") or _device(None, cluster)
     preset = given.get("preset") or default_preset(device, args.series)
-    steps = given.get("steps", ())
-    job = Job(
-        preset=preset,
-        steps=steps,
-        rounds=given.get("rounds", get_preset(preset).rounds),
-        seed=given.get("seed", 0),
-        order_seed=given.get("order_seed", secrets.randbelow(2**31)),
-        device=device,
-        overrides=given.get("overrides", ()),
-        warmup=given.get("warmup", True),
-        control=given.get("control", True),
-        leave_one_out=given.get("leave_one_out", False),
-        profile=given.get("profile", True),
-        with_stack=given.get("with_stack", False),
-        profile_passes=given.get("profile_passes", 1),
-        peak_tflops=given.get("peak_tflops"),
-        data=data,
-        ray=cluster is not None,
-        round_cpus=given.get("round_cpus") or (cluster and default_round_cpus(cluster, device)),
-    )
+    without_default = {
+        "preset": preset,
+        "steps": given.get("steps", ()),
+        "rounds": given.get("rounds", get_preset(preset).rounds),
+        "seed": given.get("seed", 0),
+        "order_seed": given.get("order_seed", secrets.randbelow(2**31)),
+        "device": device,
+        "ray": cluster is not None,
+        "round_cpus": given.get("round_cpus") or (cluster and default_round_cpus(cluster, device)),
+    }
+    job = Job(**{**given, **without_default}, data=data)
     job.base_config()  # unknown keys and bad values in --set fail here, before any work
     for variant in job.variants():  # a step's config that cannot train fails here too
         steps_per_pass(variant.config, subset_sizes(variant.config)[0])

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from lab.engine import outputs
 from lab.errors import LabError
 
 
@@ -20,9 +21,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def logdir_for(out: Path) -> Path:
-    logdir = out / "tb"
+    logdir = out / outputs.TENSORBOARD
     if not logdir.is_dir():
-        raise LabError(f"{out}: no tb/ folder (run python -m lab.ablate without --no-profile)")
+        raise LabError(
+            f"{out}: no {outputs.TENSORBOARD}/ folder (run python -m lab.ablate without "
+            "--no-profile)"
+        )
     return logdir
 
 

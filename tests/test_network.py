@@ -16,7 +16,8 @@ def test_parameter_counts_match_the_original():
 
 
 def test_flops_per_image_match_spec():
-    # SPEC.md: torch.utils.flop_counter counts 2,756,474,880 forward+backward FLOPs per image.
+    # docs/article.md: torch.utils.flop_counter counts 2,756,474,880 forward+backward FLOPs
+    # per image.
     assert flops_per_image(Config()) == 2_756_474_880
     assert abs(flops_per_image(Config()) - 2.76e9) / 2.76e9 < 0.01
 

@@ -1,5 +1,5 @@
 """Parts 2-8 of the series: the networks, the layer options, the device-side pipeline, the
-trainer's options, and the steps' configs at the article's scale (SPEC.md)."""
+trainer's options, and the steps' configs at the article's scale (docs/article.md)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_resnet9_and_final_network_parameter_counts_match_spec():
 
 
 def test_flops_per_image_of_each_network():
-    # Forward multiply-accumulates of the ResNet-9 (SPEC.md layer list), counted by hand:
+    # Forward multiply-accumulates of the ResNet-9 (docs/article.md's layers), counted by hand:
     # prep 3->64 at 32x32, then five 75.5M-MAC convolutions, and the linear layer.
     macs = 27 * 64 * 32 * 32 + 5 * (64 * 128 * 9 * 32 * 32) + 512 * 10
     first_layer_input_grad = 27 * 64 * 32 * 32  # autograd skips the image's own gradient

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from lab.analysis.stats import Ratio, unpaired_log_shift, unpaired_ratio
-from lab.analysis.summary import build_summary, paired_logs
+from lab.analysis.summary import build_summary, chain_variants, paired_logs
 from lab.engine import outputs
 from lab.engine.records import read_plan, read_records
 from lab.errors import LabError
@@ -59,13 +59,9 @@ def _variant_rows(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _chain(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    return [v for v in summary["variants"] if v["role"] in ("baseline", "step")]
-
-
 def _step_rows(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
-    chains = _chain(a), _chain(b)
+    chains = chain_variants(a), chain_variants(b)
     for index, (step_a, step_b) in enumerate(zip(a["steps"], b["steps"], strict=True)):
         logs_a = list(paired_logs(chains[0][index], chains[0][index + 1]).values())
         logs_b = list(paired_logs(chains[1][index], chains[1][index + 1]).values())

@@ -33,9 +33,9 @@ from lab.engine.floor import floor_seconds
 from lab.recipe.counters import COUNTERS, counter_values
 from lab.recipe.vocabulary import (
     BASELINE,
+    CHAIN_ROLES,
     CONTROL,
     LEAVE_ONE_OUT,
-    STEP,
     TRAIN_EVAL,
     TRAIN_PREPROCESS,
 )
@@ -61,6 +61,11 @@ META_KEYS = (
 
 
 # ----------------------------------------------------------------------------- variants
+
+
+def chain_variants(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The summary's baseline and cumulative variants, in the order the steps were applied."""
+    return [v for v in summary["variants"] if v["role"] in CHAIN_ROLES]
 
 
 def summarise_variant(name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -422,7 +427,7 @@ def build_summary(
         by_variant[record["variant"]].append(record)
     summaries = {name: summarise_variant(name, runs) for name, runs in by_variant.items()}
     chain = sorted(
-        (v for v in summaries.values() if v["role"] in (BASELINE, STEP)),
+        (v for v in summaries.values() if v["role"] in CHAIN_ROLES),
         key=lambda v: len(v["steps"]),
     )
     others = [v for v in summaries.values() if v["role"] in (CONTROL, LEAVE_ONE_OUT)]

@@ -98,10 +98,9 @@ def metadata(device: torch.device) -> dict[str, Any]:
     """Versions, machine and date: what a reader needs to reproduce or distrust a number."""
     import torch
 
-    try:
-        usable_cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable_cores = os.cpu_count()
+    from lab.profiling.cpuload import machine_cores
+
+    cpu_cores, usable_cores = machine_cores()
     return {
         "schema_version": RECORD_SCHEMA_VERSION,
         "lab_version": lab.__version__,
@@ -114,7 +113,7 @@ def metadata(device: torch.device) -> dict[str, Any]:
         "device": str(device),
         "device_name": device_name(device),
         "cpu_model": cpu_model(),
-        "cpu_cores": os.cpu_count(),
+        "cpu_cores": cpu_cores,
         "usable_cores": usable_cores,
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),

@@ -39,9 +39,8 @@ from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 from lab.profiling.cpuload import Snapshot, cores_used, snapshot
 from lab.recipe.registry import Variant
-from lab.recipe.workload import PAD
 from lab.train.data import Cifar
-from lab.train.pipeline import preprocess
+from lab.train.pipeline import preprocess_both
 from lab.train.trainer import Trainer
 
 LABEL_PREFIX = "lab/"
@@ -262,8 +261,7 @@ def profile_variant(
         profiler.step()
         if preprocesses:
             with phase_label("preprocess"):
-                preprocess(data.train_images, PAD)
-                preprocess(data.test_images, 0)
+                preprocess_both(data.train_images, data.test_images)
             profiler.step()
     events = profiler.events()
     eval_start = min(e.time_range.start for e in events if e.name == LABEL_PREFIX + "eval")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from lab.errors import LabError
 from lab.recipe.schedule import PiecewiseLinear
 
-# The DAWNBench schedule in epochs, with the kink at epoch 15 (SPEC.md).
+# The DAWNBench schedule in epochs, with the kink at epoch 15 (docs/article.md).
 DAWNBENCH_LR_KNOTS: tuple[tuple[float, float], ...] = (
     (0.0, 0.0),
     (15.0, 0.1),

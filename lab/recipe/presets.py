@@ -19,7 +19,6 @@ from lab.recipe.schedule import PiecewiseLinear
 @dataclass(frozen=True)
 class Preset:
     name: str
-    description: str
     config: Config
     rounds: int  # default rounds; each runs every variant once (`--rounds` overrides)
 
@@ -41,26 +40,21 @@ PRESETS: dict[str, Preset] = {
     for preset in (
         Preset(
             "dawnbench",
-            "the article's scale: width 64, 50,000/10,000 images, 35 epochs, target 94% (a GPU)",
             Config(),
             rounds=5,
         ),
         Preset(
             "cpu",
-            "a 2-core CPU scale: width 16, 1,000/500 images, 1 epoch, 9 rounds",
             _scaled(1, width=16, train_images=1000, test_images=500, target_accuracy=0.12),
             rounds=9,
         ),
         Preset(
             "cpu-series",
-            "a 2-core CPU scale for --series full: width 8, 4,000/500 images, 1 epoch "
-            "(1/35 of the article's), 5 rounds",
             _scaled(1, width=8, train_images=4000, test_images=500, target_accuracy=0.2),
             rounds=5,
         ),
         Preset(
             "smoke",
-            "seconds, for tests: width 4, 500/200 images, 2 epochs",
             _scaled(
                 2,
                 width=4,

@@ -1,8 +1,11 @@
 """The registry of speedup steps (after timm's model registry).
 
 Each module in `ablations/` registers one step with `@register_step(...)` on a function that
-transforms a `Config`. Steps are listed in `order`, applied cumulatively, and unknown names are
-rejected with the list of valid ones. The module's docstring is the step's story.
+transforms a `Config`. The module's docstring is the step's story. Where a step sits in the
+series, and which of the article's figures it answers to, is the article's fact:
+`lab.recipe.article.STEPS` lists the lab's steps under each of its steps, and that list is the
+order in which steps are applied, cumulatively. A step the article did not make comes after
+the article's, by name. Unknown names are rejected with the list of valid ones.
 """
 
 from __future__ import annotations
@@ -25,9 +28,7 @@ from lab.recipe.vocabulary import BASELINE, CONTROL, LEAVE_ONE_OUT, STEP
 class Step:
     name: str
     title: str
-    order: int  # position in the cumulative sequence (the article's order)
     changes: str  # one line: what the step changes in the config
-    article_step: int | None  # the article's step number this belongs to (None: not in it)
     apply: Callable[[Config], Config]
     # counter -> "down" | "up" | "zero" | "same": how the docstring says the step moves it
     expects: dict[str, str] = field(default_factory=dict)
@@ -35,6 +36,16 @@ class Step:
     # "fp16": the step changes only what an fp16 model computes; with fp32 (a CPU) it is
     # expected to change no work, and a report says so beside the measurement.
     needs_precision: str | None = None
+
+    @property
+    def article_step(self) -> int | None:
+        """The article's step number this step belongs to (None: not in the article)."""
+        return article.NUMBER_OF.get(self.name)
+
+    @property
+    def order(self) -> int:
+        """Position in the cumulative sequence, from 1."""
+        return 1 + [step.name for step in all_steps()].index(self.name)
 
     @property
     def article(self) -> article.ArticleStep | None:
@@ -82,9 +93,7 @@ def register_step(
     *,
     name: str,
     title: str,
-    order: int,
     changes: str,
-    article_step: int | None,
     expects: dict[str, str] | None = None,
     needs_precision: str | None = None,
 ) -> Callable[[Callable[[Config], Config]], Callable[[Config], Config]]:
@@ -100,9 +109,7 @@ def register_step(
         _REGISTRY[name] = Step(
             name,
             title,
-            order,
             changes,
-            article_step,
             apply,
             dict(expects or {}),
             story,
@@ -123,13 +130,28 @@ def _discover() -> None:
 def all_steps() -> list[Step]:
     """Every registered step in order."""
     _discover()
-    return sorted(_REGISTRY.values(), key=lambda step: (step.order, step.name))
+    return sorted(_REGISTRY.values(), key=_position)
+
+
+def _position(step: Step) -> tuple[int, str]:
+    """The article's order; a step outside the article after every step in it, by name."""
+    if step.name in article.LAB_ORDER:
+        return article.LAB_ORDER.index(step.name), ""
+    return len(article.LAB_ORDER), step.name
 
 
 # Named sequences of steps: the seed article (Part 1) and the whole series (Parts 1-8).
+def _series_line(steps: str, parts: str, last: int) -> str:
+    return (
+        f"{steps} ({parts}: {article.baseline_s():g} s -> {article.final_s(last):g} s "
+        f"on a {article.DEVICE})"
+    )
+
+
 SERIES: dict[str, str] = {
-    "part1": "the seed article's six steps (Part 1: 356 s -> 297 s on a V100); same as --all",
-    "full": "all twenty steps of the series (Parts 1-8: 356 s -> 26 s on a V100)",
+    "part1": _series_line("the seed article's steps", "Part 1", article.PART1_LAST)
+    + "; same as --all",
+    "full": _series_line("every step of the series", "Parts 1-8", article.STEPS[-1].number),
 }
 
 

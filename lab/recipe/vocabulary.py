@@ -6,6 +6,8 @@ from __future__ import annotations
 
 # What a variant is for; records carry it so that a summary needs nothing but the records.
 BASELINE, STEP, CONTROL, LEAVE_ONE_OUT = "baseline", "step", "control", "leave_one_out"
+# The cumulative chain, whose neighbours a report compares: the baseline and each step after it.
+CHAIN_ROLES = (BASELINE, STEP)
 
 # The two timing rules of the article; the lab's timed region is TRAIN_EVAL. How each adds up
 # a record's parts is `lab.analysis.summary.RULE_PARTS`; how a report names it, `lab.render`.

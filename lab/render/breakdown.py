@@ -19,8 +19,7 @@ PHASES = {
     "forward": ("forward", "#2a9d8f"),
     "backward": ("backward", "#264653"),
     "optimizer": ("optimiser", "#8ab17d"),
-    # Passes recorded before the phases were kept apart (lab.engine.records.upgrade_record).
-    "compute": ("compute (forward+backward+optimiser)", "#2a9d8f"),
+    "compute": ("compute (forward+backward+optimiser)", "#2a9d8f"),  # profiles not split by phase
     "other": ("other (Python, the loop)", "#b8b8b8"),
 }
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.analysis.stats import CONFIDENCE, MIN_ROUNDS, SIGNIFICANT
-from lab.analysis.summary import build_summary
+from lab.analysis.summary import CATEGORIES, build_summary, chain_variants
 from lab.engine import outputs
 from lab.engine.records import read_plan, read_records
 from lab.errors import LabError
@@ -71,22 +71,29 @@ def _step_name(step: dict[str, Any]) -> str:
     return f"+{step['name']}{flag}{no_effect}"
 
 
+def _cause(step: dict[str, Any]) -> str:
+    """Which part of the profiled step time the saving came from (data, compute, other), or
+    why that cannot be said; empty for an unprofiled job."""
+    where = step.get("where")
+    return came_from(where) if where else ""
+
+
 def _table(summary: dict[str, Any]) -> list[str]:
-    chain = [v for v in summary["variants"] if v["role"] in ("baseline", "step")]
+    chain = chain_variants(summary)
     lines = [
         "| step | time (paired) | median run | saved (s, 95% CI) | saved (% of previous) "
-        "| counters changed | accuracy | article (V100) |",
-        "| --- | ---: | ---: | --- | --- | --- | --- | --- |",
+        "| saving came from (profiled) | counters changed | accuracy | article (V100) |",
+        "| --- | ---: | ---: | --- | --- | --- | --- | --- | --- |",
         f"| baseline | {chain[0]['paired_time_s']:.2f} s | "
-        f"{chain[0]['timing']['total_s']['median']:.2f} s | | | | {_accuracy(chain[0])} | "
+        f"{chain[0]['timing']['total_s']['median']:.2f} s | | | | | {_accuracy(chain[0])} | "
         f"{summary['article']['baseline_s']:g} s |",
     ]
     for before, variant, step in zip(chain, chain[1:], summary["steps"], strict=False):
         lines.append(
             f"| {_step_name(step)} | {variant['paired_time_s']:.2f} s | "
             f"{variant['timing']['total_s']['median']:.2f} s | {_saving(step)} | "
-            f"{_saving(step, '%')} | {_counters_changed(step, before)} | {_accuracy(variant)} "
-            f"| {_article_claim(step)} |"
+            f"{_saving(step, '%')} | {_cause(step)} | {_counters_changed(step, before)} "
+            f"| {_accuracy(variant)} | {_article_claim(step)} |"
         )
     return lines
 
@@ -276,7 +283,7 @@ def _where_table(summary: dict[str, Any]) -> list[str]:
         p = v["profile"]
         overhead = "n/a" if p["profiler_overhead"] is None else f"{p['profiler_overhead']:+.0%}"
         cells = " | ".join(
-            f"{p['seconds'][c]:.2f} s ({p['shares'][c]:.0%})" for c in ("data", "compute", "other")
+            f"{p['seconds'][c]:.2f} s ({p['shares'][c]:.0%})" for c in CATEGORIES
         )
         lines.append(
             f"| {v['name']} | {p['seconds']['step']:.2f} s | {cells} | {overhead} "
@@ -294,7 +301,7 @@ def _where_table(summary: dict[str, Any]) -> list[str]:
         cells = " | ".join(
             f"{where['seconds_change'][c]:+.2f} s ({where['shares'][c][0]:.0%} -> "
             f"{where['shares'][c][1]:.0%})"
-            for c in ("data", "compute", "other")
+            for c in CATEGORIES
         )
         lines.append(f"| {step['name']} | {cells} | {came_from(where)} |")
     return lines
@@ -317,7 +324,7 @@ def _floor_lines(summary: dict[str, Any]) -> list[str]:
         "| variant | FLOPs/image | training FLOPs | floor | measured (median run) | efficiency |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for v in (v for v in summary["variants"] if v["role"] in ("baseline", "step")):
+    for v in chain_variants(summary):
         f = v["floor"]
         lines.append(
             f"| {v['name']} | {f['flops_per_image']:.3g} | {f['total_flops']:.3g} | "
@@ -407,7 +414,7 @@ def _contention_lines(summary: dict[str, Any]) -> list[str]:
             f"| {_cores(quiet.get('workers_cores'))} / {_cores(quiet.get('main_cores'))} |"
         )
     lines.append("")
-    order = [v for v in summary["variants"] if v["role"] in ("baseline", "step")]
+    order = chain_variants(summary)
     for before, after, step in zip(order, order[1:], summary["steps"], strict=False):
         reading = contention_reading(
             step["name"],

@@ -5,7 +5,6 @@ added last."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +13,15 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from lab.analysis.summary import chain_variants  # noqa: E402
 from lab.engine import outputs  # noqa: E402
-from lab.render.words import came_from  # noqa: E402
 
 SAVING, SLOWDOWN, TOTAL, ONE_OFF = "#2a9d8f", "#e76f51", "#264653", "#b8b8b8"
+
+
+# More steps than this and the two panels are stacked, each the full width, with labels set
+# vertically: at 21 bars side by side the values and names overlap.
+WIDE_STEPS = 8
 
 
 def _bars(
@@ -26,13 +30,17 @@ def _bars(
     starts: list[float],
     ends: list[float],
     errors: list[tuple[float, float] | None],
-    baseline: float,
-) -> None:
+    vertical: bool,
+) -> float:
+    """Draw the bars with their values above the bar or its interval; return the highest
+    point drawn (the bars' and intervals' tops, before the labels)."""
+    highest = 0.0
     for x, (start, end, error) in enumerate(zip(starts, ends, errors, strict=True)):
         is_total = x in (0, len(labels) - 1)
         bottom, height = (0.0, end) if is_total else (min(start, end), abs(start - end))
         color = TOTAL if is_total else (SAVING if end <= start else SLOWDOWN)
         ax.bar(x, height, bottom=bottom, color=color, width=0.7)
+        top = max(start, end)
         if error is not None:
             # CI of the saving, drawn around the bar's lower end (where the new time sits).
             low, high = error
@@ -41,35 +49,47 @@ def _bars(
                 start - (low + high) / 2,
                 yerr=[[(high - low) / 2]],
                 color="black",
-                capsize=4,
+                capsize=3,
                 linewidth=1,
             )
+            top = max(top, start - low)
+        highest = max(highest, top)
         value = end if is_total else start - end
         # A step's percentage is of the variant before it, as in the report's table.
-        text = f"{value:.2f} s" if is_total else f"{-value:+.2f} s\n({-value / start:+.1%})"
-        ax.text(x, max(start, end) + baseline * 0.01, text, ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=7)
-
-
-def _caption(summary: dict[str, Any]) -> str:
-    """Which category of the profiled step time each step's saving came from."""
-    parts = [f"{s['name']}: {came_from(s['where'])}" for s in summary["steps"] if s.get("where")]
-    if not parts:
-        return ""
-    return "Saving came from (recorded steps: data / compute / other): " + "; ".join(parts)
+        if is_total:
+            text = f"{value:.2f} s"
+        else:
+            separator = " " if vertical else "\n"
+            text = f"{-value:+.2f} s{separator}({-value / start:+.1%})"
+        ax.annotate(
+            text,
+            (x, top),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            rotation=90 if vertical and not is_total else 0,
+            fontsize=8 if vertical else 7,
+        )
+    ax.set_xticks(
+        range(len(labels)), labels, rotation=45 if vertical else 35, ha="right", fontsize=8
+    )
+    return highest
 
 
 def draw_waterfall(summary: dict[str, Any], out: Path) -> list[Path]:
     """Write waterfall.png and waterfall.svg into `out`; return their paths."""
-    variants = [v for v in summary["variants"] if v["role"] in ("baseline", "step")]
+    variants = chain_variants(summary)
     steps = summary["steps"]
     baseline = summary["total"]["baseline_s"]
     last = summary["article"]["last_step"]
-    wide = len(steps) > 8
-    size = (20, 6) if wide else (13, 5)
-    fig, (ours, article) = plt.subplots(
-        1, 2, figsize=size, width_ratios=[len(steps) + 3, last + 2]
-    )
+    wide = len(steps) > WIDE_STEPS
+    if wide:
+        fig, (ours, article) = plt.subplots(2, 1, figsize=(16, 11))
+    else:
+        fig, (ours, article) = plt.subplots(
+            1, 2, figsize=(13, 5.5), width_ratios=[len(steps) + 3, last + 2]
+        )
     times = [v["paired_time_s"] for v in variants]
     labels = ["baseline", *[s["name"] for s in steps], "final"]
     starts = [baseline, *times[:-1], times[-1]]
@@ -79,67 +99,83 @@ def draw_waterfall(summary: dict[str, Any], out: Path) -> list[Path]:
         *[tuple(s["saved_s"]["ci95"]) if s["saved_s"]["ci95"] else None for s in steps],
         None,
     ]
-    _bars(ours, labels, starts, ends, errors, baseline)
+    highest = _bars(ours, labels, starts, ends, errors, wide)
     one_off = summary["total"]["one_off_preprocessing_s"] or 0.0
     if one_off > 0:
         x = len(labels)
         ours.bar(x, one_off, color=ONE_OFF, hatch="//", width=0.7)
-        ours.text(
-            x, one_off + baseline * 0.01, f"{one_off:.2f} s", ha="center", va="bottom", fontsize=7
-        )
-        ours.set_xticks(
-            range(x + 1), [*labels, "one-off\npreprocessing"], rotation=35, ha="right", fontsize=7
-        )
-    floor = variants[-1].get("floor")
-    if floor:
-        ours.axhline(floor["floor_s"], color="black", linestyle=":", linewidth=1)
-        ours.text(
-            len(labels) - 0.5,
-            floor["floor_s"],
-            f"floor {floor['floor_s']:.2f} s at {floor['peak_tflops']:.3g} TFLOP/s "
-            f"({floor['peak_source']}; efficiency {floor['efficiency']:.1%})",
-            ha="right",
+        ours.annotate(
+            f"{one_off:.2f} s",
+            (x, one_off),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
             va="bottom",
             fontsize=7,
         )
+        ours.set_xticks(
+            range(x + 1),
+            [*labels, "one-off\npreprocessing"],
+            rotation=45 if wide else 35,
+            ha="right",
+            fontsize=8,
+        )
+    floor = variants[-1].get("floor")
+    if floor:
+        ours.axhline(
+            floor["floor_s"],
+            color="black",
+            linestyle=":",
+            linewidth=1,
+            label=f"floor {floor['floor_s']:.2f} s at {floor['peak_tflops']:.3g} TFLOP/s "
+            f"({floor['peak_source']}; efficiency {floor['efficiency']:.1%})",
+        )
+        ours.legend(loc="upper right", fontsize=8, frameon=False)
     meta = summary["meta"]
+    break_or_not = " " if wide else "\n"
     ours.set_title(
-        f"This machine: {meta.get('device_name', '?')}\n"
-        f"preset {meta.get('preset')}, {summary['rounds']} rounds, paired savings "
-        "with 95% t intervals",
-        fontsize=9,
+        f"This machine: {meta.get('device_name', '?')}, "
+        f"preset {meta.get('preset')}, {summary['rounds']} rounds:{break_or_not}paired savings "
+        "with 95% t intervals (% of the variant before)",
+        fontsize=10,
     )
     ours.set_ylabel("seconds (training + per-epoch evaluation)")
     article_times = [summary["article"]["times_s"][str(k)] for k in range(last + 1)]
     labels_by_number = summary["article"]["labels"]
     scale = baseline / article_times[0]
     scaled = [t * scale for t in article_times]
-    _bars(
-        article,
-        ["baseline", *[labels_by_number[str(k)] for k in range(1, last + 1)], "final"],
-        [scaled[0], *scaled[:-1], scaled[-1]],
-        [scaled[0], *scaled[1:], scaled[-1]],
-        [None] * (last + 2),
-        baseline,
+    article_labels = [labels_by_number[str(k)] for k in range(1, last + 1)]
+    if wide:
+        article_labels = [label.replace("\n", " ") for label in article_labels]
+    highest = max(
+        highest,
+        _bars(
+            article,
+            ["baseline", *article_labels, "final"],
+            [scaled[0], *scaled[:-1], scaled[-1]],
+            [scaled[0], *scaled[1:], scaled[-1]],
+            [None] * (last + 2),
+            wide,
+        ),
     )
     rules = (
-        "\nParts 1-4 time training + evaluation, Part 8 training + preprocessing"
+        "; Parts 1-4 time training + evaluation, Part 8 training + preprocessing"
         if len({summary["article"]["rules"][str(k)] for k in range(last + 1)}) > 1
         else ""
     )
     article.set_title(
         f"The article on a {summary['article']['device']} "
-        f"({article_times[0]:.0f} s -> {article_times[-1]:.4g} s),"
-        f"\nscaled to this baseline{rules}",
-        fontsize=9,
+        f"({article_times[0]:.0f} s -> {article_times[-1]:.4g} s),{break_or_not}"
+        f"scaled to this baseline{rules}",
+        fontsize=10,
     )
+    article.set_ylabel("seconds, scaled")
+    # Room above the highest bar or interval for its label (vertical labels need more).
+    headroom = 1.35 if wide else 1.2
     for ax in (ours, article):
-        ax.set_ylim(0, baseline * 1.15)
+        ax.set_ylim(0, highest * headroom)
         ax.grid(axis="y", alpha=0.3)
-    caption = _caption(summary)
-    if caption:
-        fig.text(0.01, 0.01, textwrap.fill(caption, 200), fontsize=7, va="bottom")
-    fig.tight_layout(rect=(0, 0.06 if caption else 0, 1, 1))
+    fig.tight_layout()
     return save_chart(fig, out, outputs.WATERFALL)
 
 

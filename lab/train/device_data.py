@@ -1,5 +1,5 @@
 """The whole data set as one tensor on the training device, augmented in groups once per epoch
-(Page's Part 8, `bag_of_tricks.ipynb` cell 10 `Batches`/`transformed`; SPEC.md step
+(Page's Part 8, `bag_of_tricks.ipynb` cell 10 `Batches`/`transformed`; docs/article.md,
 `gpu_augmentation`). Chosen by `data_path="device"`; there is no DataLoader and no worker.
 
 Preprocessing, once: uint8 images -> the device -> float -> normalise -> NCHW; the training

@@ -1,6 +1,6 @@
 """The networks, built from config fields alone: the DAWNBench ResNet-18 of Part 1 and Page's
 ResNet-9 of Part 4, with the layer-level options the later parts of the series turn on
-(SPEC.md, "Page series, Parts 2-8").
+(docs/article.md, "Parts 2-8, step by step").
 
 The ResNet-18 (Ben Johnson's `bkj/basenet` entry) is a pre-activation ResNet-18 whose last stage
 is 256 wide, with a concatenated average+max pooling head. One quirk matters for the ablations:
@@ -285,7 +285,7 @@ def flops_per_image(config: Config, image_size: int = 32) -> int:
     """Forward+backward FLOPs for one image, counted by `torch.utils.flop_counter`.
 
     The counter sees convolutions and matmuls, not BatchNorm or activations; that is the
-    convention behind the article's ~2.8e9 and SPEC.md's 2,756,474,880 for the ResNet-18.
+    convention behind the article's ~2.8e9 and the 2,756,474,880 of docs/article.md.
     """
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -1,11 +1,12 @@
-"""One training run: the recipe of SPEC.md, timed the way DAWNBench timed it.
+"""One training run: the article's recipe (docs/article.md), timed the way DAWNBench timed it.
 
 The timed region of an epoch is its training pass plus the test-set evaluation after it;
 one-off work (decoding, whole-set preprocessing, the whitening's eigendecomposition, building
 the network) happens before it and is recorded apart, so a report can also add the pieces up
-on the rule of Part 8 (training + preprocessing, evaluation excluded). On CUDA every timer
-reading is preceded by a synchronise, since kernels run asynchronously and an unsynchronised
-clock would time only their launch.
+on the rule of Part 8 (training + preprocessing, evaluation excluded). On CUDA the readings
+that bound a timed region (an epoch's training pass, its evaluation, the whitening) are
+preceded by a synchronise, since kernels run asynchronously and an unsynchronised clock would
+time only their launch; the wait for each batch is read without one.
 
 Every option of the series is a config field read here or in the builders: parameter groups
 (`bias_lr_scale`, `bias_wd_scale`), label smoothing, weight EMA, flip TTA, fractional epochs,
@@ -111,13 +112,6 @@ class RunResult:
             ),
         )
         return data
-
-
-def resolve_device(requested: str) -> torch.device:
-    """'auto' picks CUDA when present."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
 
 
 def resolve_precision(config: Config, device: torch.device) -> str:

@@ -1,0 +1,127 @@
+"""The docs cannot drift from the code: the step tables are exactly what lab.doctables
+generates from the registry and lab/recipe/article.py, and the README's figures of the
+committed examples are those of their summary.json."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from lab import doctables
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "page,name",
+    [(page, name) for page, blocks in doctables.BLOCKS.items() for name in blocks],
+)
+def test_committed_tables_are_the_generated_ones(page, name):
+    committed = doctables.committed_block((ROOT / page).read_text(), name)
+    assert committed is not None, f"{page}: the markers of {name!r} are missing"
+    assert committed == doctables.BLOCKS[page][name](), (
+        f"{page}: table {name!r} differs from the generated one; "
+        "run python -m lab.doctables"
+    )
+
+
+def test_every_step_and_article_figure_is_in_the_series_table():
+    table = doctables.series_table()
+    from lab.recipe import article
+    from lab.recipe.registry import all_steps
+
+    for step in all_steps():
+        assert f"`{step.name}`" in table
+    for figure in article.STEPS:
+        assert f"{figure.time_s:g} s" in table
+
+
+def test_the_step_order_is_the_articles():
+    from lab.recipe import article
+    from lab.recipe.registry import all_steps
+
+    steps = all_steps()
+    assert [step.name for step in steps] == list(article.LAB_ORDER)  # each registered, once
+    assert [step.order for step in steps] == list(range(1, len(steps) + 1))
+    for step in steps:
+        assert step.name in article.BY_NUMBER[step.article_step].lab_steps
+
+
+def test_rewrite_replaces_only_the_block(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        "before\n<!-- generated: part1-steps (python -m lab.doctables) -->\nstale\n"
+        "<!-- end generated: part1-steps -->\nafter\n"
+    )
+    assert doctables.rewrite(page, {"part1-steps": doctables.part1_table})
+    text = page.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "stale" not in text
+    assert doctables.committed_block(text, "part1-steps") == doctables.part1_table()
+    assert not doctables.rewrite(page, {"part1-steps": doctables.part1_table})
+
+
+# ----------------------------------------------------------------------------- the examples
+
+
+def _section(example: str) -> str:
+    """The README's text about one committed example: from its link to the next example's."""
+    start = README.index(f"[`reports/{example}/`]")
+    following = README.find("[`reports/example-", start + 1)
+    return README[start : following if following > 0 else None]
+
+
+def _prose(section: str) -> str:
+    """The section's words with its line breaks and emphasis removed."""
+    return " ".join(section.replace("**", "").split())
+
+
+def _summary(example: str) -> dict:
+    return json.loads((ROOT / "reports" / example / "summary.json").read_text())
+
+
+def _signed(value: float, digits: int = 1) -> str:
+    return f"{value:+.{digits}f}"
+
+
+def _interval(saved: dict) -> str:
+    low, high = saved["ci95"]
+    return f"{_signed(saved['estimate'])}% [{_signed(low)}, {_signed(high)}]"
+
+
+def _step_rows(section: str) -> dict[str, str]:
+    return dict(re.findall(r"^\| `(\w+)` \| (.*)$", section, re.MULTILINE))
+
+
+def test_readme_quotes_the_cpu_example_as_measured():
+    summary, section = _summary("example-cpu"), _section("example-cpu")
+    rows = _step_rows(section)
+    assert set(rows) == {step["name"] for step in summary["steps"]}
+    for step in summary["steps"]:
+        quoted = f"{_signed(step['saved_s']['estimate'], 2)} s, {_interval(step['saved_pct'])}"
+        assert rows[step["name"]].startswith(quoted), (step["name"], rows[step["name"]], quoted)
+        assert step["saved_pct"]["verdict"] in rows[step["name"]]
+    total, prose = summary["total"], _prose(section)
+    assert f"Baseline {total['baseline_s']:.2f} s -> final {total['final_s']:.2f} s" in prose
+    assert f"{total['saved_s']:.2f} s difference" in prose
+    assert f"control read {_interval(summary['control']['saved_pct'])}" in prose
+    assert f"Minimum detectable saving: {summary['power']['min_detectable_pct']:.1f}%" in prose
+
+
+def test_readme_quotes_the_series_example_as_measured():
+    summary, section = _summary("example-cpu-series"), _section("example-cpu-series")
+    rows = _step_rows(section)
+    steps = {step["name"]: step for step in summary["steps"]}
+    significant = [s for s in summary["steps"] if s["saved_pct"]["verdict"] != "not significant"]
+    assert set(rows) == {step["name"] for step in significant}
+    for name, row in rows.items():
+        step = steps[name]
+        assert row.startswith(_interval(step["saved_pct"])), (name, row)
+        assert f"| {step['article']['saved_pct']:.1f}%" in row, (name, row)
+    total, prose = summary["total"], _prose(section)
+    assert f"Baseline {total['baseline_s']:.2f} s -> final {total['final_s']:.2f} s" in prose
+    assert f"({total['saved_pct']:.0f}% saved" in prose
+    assert f"minimum detectable saving is {summary['power']['min_detectable_pct']:.0f}%" in prose
