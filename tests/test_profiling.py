@@ -93,6 +93,7 @@ def test_vendor_peaks_and_measured_peak():
     assert vendor_peak_tflops("Tesla V100-SXM2-16GB") == 125.0
     assert vendor_peak_tflops("NVIDIA A100-SXM4-40GB") == 312.0
     assert vendor_peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
+    assert vendor_peak_tflops("NVIDIA H200") == 989.0
     assert vendor_peak_tflops("cpu (AMD EPYC)") is None
     assert measure_peak_tflops(torch.device("cpu"), torch.float32, size=256, repeats=2) > 0
     assert floor_seconds(125e12, 125.0) == pytest.approx(1.0)

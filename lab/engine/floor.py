@@ -19,6 +19,7 @@ VENDOR_PEAK_TFLOPS: dict[str, float] = {
     "V100": 125.0,
     "A100": 312.0,
     "H100": 989.0,  # SXM; the PCIe card is lower (756)
+    "H200": 989.0,  # the H100's compute with more, faster memory
 }
 
 
