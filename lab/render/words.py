@@ -94,12 +94,17 @@ def adaptive_line(adaptive: dict[str, Any]) -> str:
         if adaptive["reason"]
         else "it has not stopped yet (interrupted: `--resume` continues it under the same rule)"
     )
-    reached = _pct(adaptive["min_detectable_pct"])
+    if adaptive["min_detectable_pct"] is None:
+        reached = "none yet (too few clean rounds for an interval)"
+    else:
+        reached = (
+            f"a minimum detectable saving of {adaptive['min_detectable_pct']:.1f}% "
+            f"({adaptive['stopping_mde_pct']:.1f}% on the blinded noise the rule stops on)"
+        )
     return (
         f"- **Adaptive rounds** ({', '.join(asked)}): {ended}, after {adaptive['rounds_run']} "
         f"round(s), {adaptive['clean_rounds']} clean, and {_duration(adaptive['spent_s'])} of "
-        f"timed runs. Resolution reached: a minimum detectable saving of {reached} "
-        f"({_pct(adaptive['stopping_mde_pct'])} on the blinded noise the rule stops on)."
+        f"timed runs. Resolution reached: {reached}."
     )
 
 
