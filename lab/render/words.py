@@ -120,10 +120,9 @@ def decision_line(call: dict[str, Any], job: dict[str, Any]) -> str:
         f"saving {_pct(decision['min_detectable_pct'])}"
     )
     if job["target_mde_pct"] is not None:
-        line += (
-            f", {_pct(decision['stopping_mde_pct'])} on the stopping noise "
-            f"(target {job['target_mde_pct']:g}%)"
-        )
+        if decision["stopping_mde_pct"] is not None:
+            line += f", {decision['stopping_mde_pct']:.1f}% on the stopping noise"
+        line += f" (target {job['target_mde_pct']:g}%)"
         if decision["rounds_to_target"] is not None and not decision["stop"]:
             line += f"; about {decision['rounds_to_target']} more clean round(s) to the target"
     if decision["rounds_in_budget"] is not None:
