@@ -591,6 +591,13 @@ def rounds_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _rounds_run(summary: dict[str, Any]) -> str:
+    """'9 round(s)', or '7 clean round(s) of 9' when disturbed rounds were left out."""
+    if summary["rounds_run"] == summary["rounds"]:
+        return f"{summary['rounds']} round(s)"
+    return f"{summary['rounds']} clean round(s) of {summary['rounds_run']}"
+
+
 def render_report(summary: dict[str, Any]) -> str:
     meta = summary["meta"]
     chain = len(summary["steps"]) + 1
@@ -617,7 +624,7 @@ def render_report(summary: dict[str, Any]) -> str:
         f"Python {meta.get('python_version')}; git {meta.get('git_revision')}, "
         f"code {meta.get('code_hash')}",
         f"- Dates: {summary['first_run_date']} to {summary['last_run_date']}; "
-        f"{summary['rounds']} round(s), each running all {len(summary['variants'])} variant(s) "
+        f"{_rounds_run(summary)}, each running all {len(summary['variants'])} variant(s) "
         f"({chain} cumulative{', ' + extras if extras else ''}) in an order "
         f"shuffled per round (order seed {meta.get('order_seed')}); "
         f"{summary['warmup_runs']} warm-up run(s) discarded",
