@@ -7,6 +7,7 @@ Examples:
   python -m lab.ablate --series full        # the whole series: twenty steps, Parts 1-8
   python -m lab.ablate --all --leave-one-out
   python -m lab.ablate --steps bn_dedupe,bulk_rng --rounds 12
+  python -m lab.ablate --all --target-mde 6 --budget 40m   # rounds until 6% is resolvable
   python -m lab.ablate --plan --json --all --preset dawnbench
   python -m lab.ablate --resume reports/20261124-120000-cpu
 """
@@ -20,8 +21,15 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from lab.analysis.adaptive import (
+    DEFAULT_MAX_ROUNDS,
+    DEFAULT_MIN_ROUNDS,
+    check_target_mde,
+    parse_duration,
+)
+from lab.analysis.rounds import adaptive_rule, next_round, wanted_rounds
 from lab.engine import outputs
 from lab.engine.job import DataSource, Job
 from lab.engine.ray_rounds import Cluster, check_fits, connect, default_round_cpus
@@ -30,6 +38,9 @@ from lab.recipe.config import field_names
 from lab.recipe.presets import PRESETS, default_preset, get_preset
 from lab.recipe.registry import SERIES, all_steps, get_steps, series_steps
 from lab.recipe.workload import steps_per_pass, subset_sizes
+
+if TYPE_CHECKING:
+    from lab.engine.runner import NextRound
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,6 +120,34 @@ def build_parser() -> argparse.ArgumentParser:
         dest="rounds",
         help="rounds; each runs every variant once, in a shuffled order (default: the "
         "preset's; --runs is an alias)",
+    )
+    setup.add_argument(
+        "--target-mde",
+        type=float,
+        metavar="PCT",
+        help="adaptive rounds: add rounds until the job's minimum detectable saving is at most "
+        "PCT percent (after --min-rounds clean rounds), or --budget or --max-rounds ends it; "
+        "not with --rounds (docs/statistics.md)",
+    )
+    setup.add_argument(
+        "--budget",
+        metavar="DURATION",
+        help="adaptive rounds: stop before the next round would exceed DURATION (90s, 30m, 2h, "
+        "1h30m) of timed runs; alone, spend it on as many rounds as fit",
+    )
+    setup.add_argument(
+        "--min-rounds",
+        type=int,
+        metavar="N",
+        help=f"with --target-mde/--budget: clean rounds before the target may stop the job "
+        f"(default {DEFAULT_MIN_ROUNDS})",
+    )
+    setup.add_argument(
+        "--max-rounds",
+        type=int,
+        metavar="N",
+        help=f"with --target-mde/--budget: rounds run at most, disturbed ones included "
+        f"(default {DEFAULT_MAX_ROUNDS})",
     )
     setup.add_argument(
         "--seed", type=int, metavar="N", help="training seed of round 0; round i uses seed+i"
@@ -237,6 +276,26 @@ def _check_ray_flags(args: argparse.Namespace) -> None:
         raise LabError(f"--round-cpus {args.round_cpus}: must be >= 1")
 
 
+def _adaptive_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The adaptive rule's fields the flags give (checked one by one here, as a whole by
+    `AdaptiveRule` when the job is made)."""
+    adaptive = args.target_mde is not None or args.budget is not None
+    if adaptive and args.rounds is not None:
+        raise LabError(
+            f"--rounds {args.rounds}: fixed rounds; an adaptive job (--target-mde, --budget) "
+            "runs from --min-rounds to --max-rounds"
+        )
+    for flag, value in (("--min-rounds", args.min_rounds), ("--max-rounds", args.max_rounds)):
+        if value is not None and not adaptive and not args.resume:
+            raise LabError(f"{flag} {value}: only with --target-mde or --budget")
+    return {
+        "target_mde_pct": None if args.target_mde is None else check_target_mde(args.target_mde),
+        "budget_s": None if args.budget is None else parse_duration(args.budget),
+        "min_rounds": args.min_rounds,
+        "max_rounds": args.max_rounds,
+    }
+
+
 def requested_fields(args: argparse.Namespace, cluster: Cluster | None = None) -> dict[str, Any]:
     """The job fields the flags set explicitly (a flag not given is absent)."""
     _check_ray_flags(args)
@@ -257,6 +316,7 @@ def requested_fields(args: argparse.Namespace, cluster: Cluster | None = None) -
         "peak_tflops": args.peak_tflops,
         "ray": True if args.ray is not None else None,
         "round_cpus": args.round_cpus,
+        **_adaptive_fields(args),
     }
     if args.rounds is not None and args.rounds < 1:
         raise LabError(f"--rounds {args.rounds}: must be >= 1")
@@ -285,11 +345,30 @@ def new_job(
         "ray": cluster is not None,
         "round_cpus": given.get("round_cpus") or (cluster and default_round_cpus(cluster, device)),
     }
+    if "target_mde_pct" in given or "budget_s" in given:
+        without_default.update(_adaptive_defaults(given))
     job = Job(**{**given, **without_default}, data=data)
+    rule = adaptive_rule(job.to_dict())  # a rule that cannot stop a job fails here
+    if rule is not None and rule.target_mde_pct is not None and len(job.variants()) < 2:
+        raise LabError(
+            "--target-mde: a job of the baseline alone compares nothing; give steps "
+            "(--all, --series, --steps)"
+        )
     job.base_config()  # unknown keys and bad values in --set fail here, before any work
     for variant in job.variants():  # a step's config that cannot train fails here too
         steps_per_pass(variant.config, subset_sizes(variant.config)[0])
     return job
+
+
+def _adaptive_defaults(given: dict[str, Any]) -> dict[str, Any]:
+    """An adaptive job's rounds bounds, and its planned `rounds` (what `--plan` and the records'
+    `job_rounds` state): its minimum."""
+    min_rounds = given.get("min_rounds", DEFAULT_MIN_ROUNDS)
+    return {
+        "min_rounds": min_rounds,
+        "max_rounds": given.get("max_rounds", max(DEFAULT_MAX_ROUNDS, min_rounds)),
+        "rounds": min_rounds,
+    }
 
 
 def resumed_job(args: argparse.Namespace, out: Path, cluster: Cluster | None = None) -> Job:
@@ -387,8 +466,11 @@ def print_plan(job: Job, as_json: bool) -> None:
             )
         )
         return
+    rounds = f"{job.rounds} round(s)"
+    if job.adaptive:
+        rounds = f"adaptive rounds ({job.min_rounds} to {job.max_rounds})"
     print(
-        f"preset {job.preset}, {job.rounds} round(s) of {len(entries)} variant(s) on "
+        f"preset {job.preset}, {rounds} of {len(entries)} variant(s) on "
         f"{job.device}, order shuffled per round"
     )
     for e in entries:
@@ -401,6 +483,29 @@ def print_plan(job: Job, as_json: bool) -> None:
             f"{e['expected_worker_launches']:,} worker launches, "
             f"{e['expected_rng_calls']:,} RNG calls"
         )
+
+
+def rounds_rule(job: Job) -> NextRound:
+    """The job's rounds rule (`lab.analysis.rounds.next_round`) as the engine asks it, with
+    the lines it prints: every adaptive decision, and each newly disturbed round."""
+    from lab.engine.runner import RoundPlan
+    from lab.render.words import decision_line, disturbed_line
+
+    plan_job = job.to_dict()
+    reported: set[int] = set()
+
+    def rule(records: list[dict[str, Any]]) -> RoundPlan:
+        call = next_round(plan_job, records)
+        lines = []
+        new = [d for d in call.state.disturbed if d.round not in reported]
+        if new:
+            lines.append(disturbed_line([d.to_dict() for d in new]))
+            reported.update(d.round for d in new)
+        if call.decision is not None and call.state.rounds_run:
+            lines.append(decision_line(call.to_dict(), plan_job))
+        return RoundPlan(call.stop, wanted_rounds(plan_job, call), tuple(lines), call.to_dict())
+
+    return rule
 
 
 def default_out(preset: str) -> Path:
@@ -472,7 +577,7 @@ def _main(args: argparse.Namespace, started: float) -> int:
         else f"decoded once in {data.decode_s:.1f} s, cached for next time; not part of any timing"
     )
     print(f"data: {data.source} ({how})", file=sys.stderr)
-    ran = run(job, out, data, progress, started)
+    ran = run(job, out, data, progress, started, rounds_rule(job))
     from lab.render.report import write_report
 
     write_report(out)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from lab.analysis.rounds import RoundCall, adaptive_rule, next_round, replacement_cap
 from lab.analysis.stats import (
     Ratio,
     median,
@@ -40,7 +41,7 @@ from lab.recipe.vocabulary import (
     TRAIN_PREPROCESS,
 )
 
-SUMMARY_SCHEMA_VERSION = 3
+SUMMARY_SCHEMA_VERSION = 4
 TIMINGS = ("total_s", "train_s", "eval_s", "preprocess_s")
 CATEGORIES = ("data", "compute", "other")
 META_KEYS = (
@@ -342,18 +343,52 @@ def where_saving_came_from(before: dict[str, Any], after: dict[str, Any]) -> dic
 # ----------------------------------------------------------------------------- the whole job
 
 
-def _power(comparisons: list[Ratio], rounds: int) -> dict[str, Any]:
+def _power(comparisons: list[Ratio], rounds: int, excluded_rounds: int = 0) -> dict[str, Any]:
     """The job's paired noise (pooled over every comparison) and the smallest saving it
-    detects with 80% power at its number of rounds."""
+    detects with 80% power at its number of (clean) rounds."""
     log_sd, dof = pooled_log_sd(comparisons)
     mde = minimum_detectable_pct(log_sd, rounds) if log_sd is not None else None
     return {
         "paired_sd_pct": None if log_sd is None else 100.0 * log_sd,
         "degrees_of_freedom": dof,
         "rounds": rounds,
+        "excluded_rounds": excluded_rounds,
         "min_detectable_pct": mde,
         "power": 0.8,
         "test": "paired t on per-round log time ratios, two-sided 5%",
+    }
+
+
+def _rounds_stop(call: RoundCall, job: dict[str, Any]) -> dict[str, Any]:
+    """Why the job ran the rounds it ran: the rounds rule asked again of the records, so the
+    answer is the engine's own (`reason` null: the rule would run another round, as for an
+    interrupted job, or one whose disturbed rounds were never replaced)."""
+    return {
+        "reason": call.reason if call.stop else None,
+        "planned_rounds": job["rounds"],
+        "rounds_run": call.state.rounds_run,
+        "clean_rounds": call.state.clean_rounds,
+        "replacement_cap": None if call.decision else replacement_cap(job["rounds"]),
+    }
+
+
+def _adaptive(call: RoundCall, job: dict[str, Any]) -> dict[str, Any] | None:
+    """An adaptive job's rule and where it stood at the end (None for a job of fixed rounds)."""
+    rule = adaptive_rule(job)
+    if rule is None or call.decision is None:
+        return None
+    decision = call.decision
+    return {
+        "rule": rule.to_dict(),
+        "reason": decision.reason,
+        "target_mde_pct": rule.target_mde_pct,
+        "min_detectable_pct": decision.min_detectable_pct,
+        "stopping_mde_pct": decision.stopping_mde_pct,
+        "clean_rounds": decision.clean_rounds,
+        "rounds_run": decision.rounds_run,
+        "spent_s": call.state.elapsed_s,
+        "budget_s": rule.budget_s,
+        "round_s": decision.round_s,
     }
 
 
@@ -421,7 +456,10 @@ def build_summary(
 ) -> dict[str, Any]:
     """The summary of a job's records (`lab.engine.records.read_records`) and its plan
     (`lab.engine.records.read_plan`), both in the current schema."""
-    timed = [r for r in records if not r["warmup"]]
+    every_timed = [r for r in records if not r["warmup"]]
+    call = next_round(plan["job"], records)
+    excluded = call.state.excluded  # disturbed rounds: out of every comparison (rounds.py)
+    timed = [r for r in every_timed if r["round"] not in excluded]
     by_variant: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in timed:
         by_variant[record["variant"]].append(record)
@@ -464,16 +502,23 @@ def build_summary(
     comparisons = ratios + ([found[1]] if found else [])
     return {
         "schema_version": SUMMARY_SCHEMA_VERSION,
-        "meta": {key: timed[0].get(key) for key in META_KEYS} if timed else {},
-        "first_run_date": min((r["date"] for r in timed), default=None),
-        "last_run_date": max((r["date"] for r in timed), default=None),
-        "warmup_runs": len(records) - len(timed),
+        "meta": {key: every_timed[0].get(key) for key in META_KEYS} if every_timed else {},
+        "first_run_date": min((r["date"] for r in every_timed), default=None),
+        "last_run_date": max((r["date"] for r in every_timed), default=None),
+        "warmup_runs": len(records) - len(every_timed),
         "rounds": rounds,
+        "rounds_run": call.state.rounds_run,
+        "disturbed_rounds": [
+            {"round": d.round, "runs": [{"variant": r.variant, "factor": r.factor} for r in d.runs]}
+            for d in call.state.disturbed
+        ],
+        "rounds_stop": _rounds_stop(call, plan["job"]),
+        "adaptive": _adaptive(call, plan["job"]),
         "sessions": _sessions(sessions or []),
-        "hosts": _hosts(timed),
+        "hosts": _hosts(every_timed),
         "variants": chain + others,
         "control": control,
-        "power": _power(comparisons, rounds),
+        "power": _power(comparisons, rounds, len(excluded)),
         "steps": steps,
         "leave_one_out": has_leave_one_out,
         "total": {

@@ -78,6 +78,16 @@ class Job:
     data: DataSource | None = None  # None only for `--plan`, which trains nothing
     ray: bool = False  # each round a Ray task (lab.engine.ray_rounds); the address is not stored
     round_cpus: int | None = None  # cores reserved per round on Ray (None for a local job)
+    # Adaptive rounds (`--target-mde`, `--budget`; lab.analysis.rounds): None for a job of
+    # fixed `rounds`. An adaptive job adds rounds until the first of its rule's ends is reached.
+    target_mde_pct: float | None = None  # percent: the minimum detectable saving sought
+    budget_s: float | None = None  # seconds of timed runs the job may spend
+    min_rounds: int | None = None  # clean rounds before the target may stop it
+    max_rounds: int | None = None  # rounds, disturbed ones included, it runs at most
+
+    @property
+    def adaptive(self) -> bool:
+        return self.target_mde_pct is not None or self.budget_s is not None
 
     def base_config(self) -> Config:
         return apply_overrides(get_preset(self.preset).config, list(self.overrides))
@@ -102,14 +112,26 @@ class Job:
         rng = np.random.default_rng([self.order_seed, round_index])
         return [int(i) for i in rng.permutation(count)]
 
-    def schedule(self) -> list[Slot]:
+    def warmup_slots(self) -> list[Slot]:
+        """The discarded warm-up run, when the job has one."""
         variants = self.variants()
-        slots = [Slot(variants[0], -1, 0)] if self.warmup and len(variants) > 1 else []
-        for round_index in range(self.rounds):
-            order = self.round_order(round_index, len(variants))
-            slots.extend(
-                Slot(variants[index], round_index, position) for position, index in enumerate(order)
-            )
+        return [Slot(variants[0], -1, 0)] if self.warmup and len(variants) > 1 else []
+
+    def round_slots(self, round_index: int) -> list[Slot]:
+        """Every run of round `round_index`, in its shuffled order. Any index has its order,
+        so rounds added after the planned ones (a disturbed round's replacement, an adaptive
+        job's next round) are as reproducible as the planned ones."""
+        variants = self.variants()
+        order = self.round_order(round_index, len(variants))
+        return [
+            Slot(variants[index], round_index, position) for position, index in enumerate(order)
+        ]
+
+    def schedule(self, rounds: int | None = None) -> list[Slot]:
+        """The warm-up and the first `rounds` rounds (default: the job's planned `rounds`)."""
+        slots = self.warmup_slots()
+        for round_index in range(self.rounds if rounds is None else rounds):
+            slots.extend(self.round_slots(round_index))
         return slots
 
     def profile_order(self, targets: list[Variant]) -> list[tuple[int, Variant]]:

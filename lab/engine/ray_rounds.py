@@ -34,7 +34,7 @@ from lab.engine.job import Job, Slot
 from lab.errors import LabError
 
 if TYPE_CHECKING:  # the driver imports this module before it needs the training stack
-    from lab.engine.runner import Progress
+    from lab.engine.runner import NextRound, Progress
     from lab.train.data import Cifar
 
 ROUND_RETRIES = 3  # reruns of one round after its worker or node died, before the job stops
@@ -394,21 +394,37 @@ class RoundsOnRay:
         self.submit(RoundTask(task.round, missing, task.attempt + 1, task.node_id))
 
 
+def rounds_at_once(job: Job, cluster: Cluster) -> int:
+    """How many rounds the cluster runs at once: a GPU each, or `round_cpus` cores each."""
+    if job.device == "cuda":
+        return max(1, sum(node.gpus for node in cluster.nodes))
+    return max(1, sum(node.cpus // (job.round_cpus or 1) for node in cluster.nodes))
+
+
 def run_rounds_on_ray(
-    job: Job, out: Path, data: Cifar, progress: Progress
+    job: Job,
+    out: Path,
+    data: Cifar,
+    progress: Progress,
+    next_round: NextRound,
+    decisions: list[dict[str, Any]],
 ) -> tuple[int, dict[str, Any]]:
-    """Every timed run not yet recorded, one Ray task per round; returns the runs made and
-    the session's account of the cluster (nodes, cores per round, rounds at once per host)."""
-    from lab.engine.runner import todo_slots
+    """Timed runs as Ray tasks, one per round, in waves: every round the job's rule wants
+    (for a fixed job its planned rounds, then replacements of disturbed ones; for an adaptive
+    job as many as run at once), then the rule decides again on the records. Returns the runs
+    made and the session's account of the cluster (nodes, cores per round, rounds at once per
+    host)."""
+    from lab.engine.runner import rounds_to_run
     from lab.recipe.workload import passes
 
     cluster = connect("")  # already connected by the CLI; a local Ray otherwise
     check_fits(job, cluster)
-    todo = todo_slots(job, out)
-    progress.add_total(sum(passes(slot.variant.config) for slot in todo))
     driver = RoundsOnRay(job, out, data, progress)
-    made = driver.run(round_groups(todo)) if todo else 0
-    return made, {
+    at_once = rounds_at_once(job, cluster) if job.adaptive else 1_000_000
+    while todo := rounds_to_run(job, out, next_round, decisions, progress, at_once):
+        progress.add_total(sum(passes(slot.variant.config) for slot in todo))
+        driver.run(round_groups(todo))
+    return driver.made, {
         "address": cluster.address,
         "nodes": [node.host for node in cluster.nodes],
         "round_cpus": job.round_cpus,

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,14 @@ def done_runs(out: Path) -> set[tuple[str, int]]:
 
 
 def _label(slot: Slot, job: Job) -> str:
-    when = "warm-up" if slot.warmup else f"round {slot.round + 1}/{job.rounds}"
+    if slot.warmup:
+        when = "warm-up"
+    elif job.adaptive:
+        when = f"round {slot.round + 1} (adaptive)"
+    elif slot.round < job.rounds:
+        when = f"round {slot.round + 1}/{job.rounds}"
+    else:
+        when = f"round {slot.round + 1} (replacing a disturbed round)"
     return f"{slot.variant.name} {when}"
 
 
@@ -180,22 +188,100 @@ def run_line(slot: Slot, job: Job, record: dict) -> str:
     )
 
 
-def todo_slots(job: Job, out: Path) -> list[Slot]:
-    """Every scheduled run not yet recorded, in the schedule's order."""
+def todo_slots(job: Job, out: Path, rounds: int | None = None) -> list[Slot]:
+    """Every run of the warm-up and the first `rounds` rounds (default: the planned ones) not
+    yet recorded, in the schedule's order."""
     done = done_runs(out)
-    todo = [s for s in job.schedule() if (s.variant.name, s.round) not in done]
+    todo = [s for s in job.schedule(rounds) if (s.variant.name, s.round) not in done]
     return [] if all(slot.warmup for slot in todo) else todo  # a lone warm-up measures nothing
 
 
-def run_timed(job: Job, out: Path, subsets: SubsetCache, progress: Progress, peak: dict) -> int:
-    """Every scheduled run not yet recorded, in the schedule's order; returns how many ran."""
-    todo = todo_slots(job, out)
-    progress.add_total(sum(passes(slot.variant.config) for slot in todo))
+@dataclass(frozen=True)
+class RoundPlan:
+    """The answer of a job's rounds rule (`lab.analysis.rounds`, handed in by the CLI: the
+    engine knows nothing of statistics) after a round: stop or go on, how many more rounds
+    the rule wants at least (what a `--ray` job submits at once, up to what fits), the lines
+    to print, and what the session record keeps of the decision."""
+
+    stop: bool
+    wanted: int = 1
+    lines: tuple[str, ...] = ()
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+# The records of the job so far -> whether to run another round.
+NextRound = Callable[[list[dict[str, Any]]], RoundPlan]
+
+
+def recorded(out: Path) -> list[dict[str, Any]]:
+    path = out / outputs.RESULTS
+    return read_records(path) if path.exists() else []
+
+
+def unfinished_rounds(job: Job, records: list[dict[str, Any]]) -> list[int]:
+    """The rounds started but not finished (an interrupted job), in order."""
+    done = {(r["variant"], r["round"]) for r in records}
+    started = sorted({r["round"] for r in records if r["round"] >= 0})
+    return [
+        index
+        for index in started
+        if any((s.variant.name, s.round) not in done for s in job.round_slots(index))
+    ]
+
+
+def slots_of_rounds(job: Job, records: list[dict[str, Any]], rounds: list[int]) -> list[Slot]:
+    """The unrecorded runs of `rounds`, after the warm-up if it has not run."""
+    done = {(r["variant"], r["round"]) for r in records}
+    slots = job.warmup_slots() + [s for index in rounds for s in job.round_slots(index)]
+    return [s for s in slots if (s.variant.name, s.round) not in done]
+
+
+def rounds_to_run(
+    job: Job,
+    out: Path,
+    next_round: NextRound,
+    decisions: list[dict[str, Any]],
+    progress: Progress,
+    at_once: int = 1,
+) -> list[Slot]:
+    """The runs to make next: the unfinished rounds of an interrupted job, whatever the rule
+    says; else, unless `next_round` says stop, the next rounds (as many as the rule wants, up
+    to `at_once`). Empty when the job's rounds are over."""
+    records = recorded(out)
+    rounds = unfinished_rounds(job, records)
+    if not rounds:
+        plan = next_round(records)
+        decisions.append(plan.record)
+        for line in plan.lines:
+            progress.write(line)
+        if plan.stop:
+            return []
+        first = 1 + max((r["round"] for r in records), default=-1)
+        rounds = list(range(first, first + max(1, min(plan.wanted, at_once))))
+    return slots_of_rounds(job, records, rounds)
+
+
+def run_timed(
+    job: Job,
+    out: Path,
+    subsets: SubsetCache,
+    progress: Progress,
+    peak: dict,
+    next_round: NextRound,
+    decisions: list[dict[str, Any]],
+) -> int:
+    """Round after round, each run appended as it ends, until `next_round` says stop (an
+    interrupted round is finished first); each decision is appended to `decisions`. Returns
+    the runs made."""
     device = torch.device(job.device)
-    for slot, record in run_slots(job, todo, subsets, device, peak, progress):
-        append_record(out / outputs.RESULTS, record)
-        progress.write(run_line(slot, job, record))
-    return len(todo)
+    made = 0
+    while todo := rounds_to_run(job, out, next_round, decisions, progress):
+        progress.add_total(sum(passes(slot.variant.config) for slot in todo))
+        for slot, record in run_slots(job, todo, subsets, device, peak, progress):
+            append_record(out / outputs.RESULTS, record)
+            progress.write(run_line(slot, job, record))
+            made += 1
+    return made
 
 
 def profiled_passes(out: Path) -> dict[tuple[str, int], str]:
@@ -263,10 +349,18 @@ def driver_device(job: Job) -> torch.device:
     return torch.device(job.device)
 
 
-def run(job: Job, out: Path, data: Cifar, progress_enabled: bool, started: float) -> int:
-    """Timed rounds (here, or as Ray tasks for a `--ray` job), then the profiled passes; a
-    session record (wall time, what ran, whether it finished) is appended however the session
-    ends. Returns the timed runs made."""
+def run(
+    job: Job,
+    out: Path,
+    data: Cifar,
+    progress_enabled: bool,
+    started: float,
+    next_round: NextRound,
+) -> int:
+    """Timed rounds (here, or as Ray tasks for a `--ray` job) until `next_round` says stop,
+    then the profiled passes; a session record (wall time, what ran, each decision on the
+    rounds, whether it finished) is appended however the session ends. Returns the timed runs
+    made."""
     device = driver_device(job)
     progress = Progress(progress_enabled)
     session: dict[str, Any] = {
@@ -278,16 +372,21 @@ def run(job: Job, out: Path, data: Cifar, progress_enabled: bool, started: float
         "timed_runs": 0,
         "profiled_passes": 0,
         "finished": False,
+        "decisions": [],  # the rounds rule's, after every round (lab.analysis.rounds)
     }
     try:
         subsets = SubsetCache(data)
         if job.ray:
             from lab.engine.ray_rounds import run_rounds_on_ray
 
-            session["timed_runs"], session["ray"] = run_rounds_on_ray(job, out, data, progress)
+            session["timed_runs"], session["ray"] = run_rounds_on_ray(
+                job, out, data, progress, next_round, session["decisions"]
+            )
         else:
             peak = measure_peak(job, device)
-            session["timed_runs"] = run_timed(job, out, subsets, progress, peak)
+            session["timed_runs"] = run_timed(
+                job, out, subsets, progress, peak, next_round, session["decisions"]
+            )
         if job.profile:
             session["profiled_passes"] = run_profiles(job, out, subsets, progress)
         session["finished"] = True

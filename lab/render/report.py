@@ -21,7 +21,17 @@ from lab.recipe.vocabulary import TRAIN_EVAL, TRAIN_PREPROCESS
 from lab.render.breakdown import draw_breakdown
 from lab.render.tblogs import write_tensorboard_logs
 from lab.render.waterfall import draw_leave_one_out, draw_waterfall
-from lab.render.words import RULE_NAMES, RULE_SHORT, came_from, interaction_reading, no_effect
+from lab.render.words import (
+    REPLACEMENT_CAP,
+    ROUND_STOP_REASONS,
+    RULE_NAMES,
+    RULE_SHORT,
+    adaptive_line,
+    came_from,
+    disturbed_evidence,
+    interaction_reading,
+    no_effect,
+)
 
 
 def _ci(ci: list[float] | None, digits: int = 2) -> str:
@@ -121,6 +131,7 @@ def _noise_floor(summary: dict[str, Any]) -> list[str]:
             f"round): {pct['estimate']:+.1f}% {_ci(pct['ci95'], 1)}, {pct['verdict']}; "
             f"{reading}."
         )
+    lines.extend(rounds_lines(summary))
     mde = power["min_detectable_pct"]
     if mde is None:
         lines.append(
@@ -551,6 +562,42 @@ def _breakdown_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def rounds_lines(summary: dict[str, Any]) -> list[str]:
+    """Disturbed rounds, and why the job ran the rounds it ran (adaptive or fixed)."""
+    lines = []
+    stop, disturbed = summary["rounds_stop"], summary["disturbed_rounds"]
+    if disturbed:
+        replaced = (
+            "and replaced by as many more rounds"
+            if stop["reason"] is not None or summary["adaptive"]
+            else f"and not replaced (the job ran {stop['rounds_run']} round(s) of "
+            f"{stop['planned_rounds']} planned: it was interrupted, or recorded by a lab that "
+            "did not yet replace disturbed rounds)"
+        )
+        lines.append(
+            f"- **Disturbed rounds: {len(disturbed)}** of {summary['rounds_run']}, left out of "
+            f"every comparison {replaced}; {disturbed_evidence(disturbed)}. A run is disturbed "
+            "when it is more than 5 robust scales of this job's residuals and 25% off what its "
+            "round and variant predict (docs/statistics.md)."
+        )
+    adaptive = summary["adaptive"]
+    if adaptive is not None:
+        lines.append(adaptive_line(adaptive))
+    elif stop["reason"] == REPLACEMENT_CAP:
+        lines.append(
+            f"- **Fewer clean rounds than planned** ({stop['clean_rounds']} of "
+            f"{stop['planned_rounds']}): {ROUND_STOP_REASONS[REPLACEMENT_CAP]}."
+        )
+    return lines
+
+
+def _rounds_run(summary: dict[str, Any]) -> str:
+    """'9 round(s)', or '7 clean round(s) of 9' when disturbed rounds were left out."""
+    if summary["rounds_run"] == summary["rounds"]:
+        return f"{summary['rounds']} round(s)"
+    return f"{summary['rounds']} clean round(s) of {summary['rounds_run']}"
+
+
 def render_report(summary: dict[str, Any]) -> str:
     meta = summary["meta"]
     chain = len(summary["steps"]) + 1
@@ -577,7 +624,7 @@ def render_report(summary: dict[str, Any]) -> str:
         f"Python {meta.get('python_version')}; git {meta.get('git_revision')}, "
         f"code {meta.get('code_hash')}",
         f"- Dates: {summary['first_run_date']} to {summary['last_run_date']}; "
-        f"{summary['rounds']} round(s), each running all {len(summary['variants'])} variant(s) "
+        f"{_rounds_run(summary)}, each running all {len(summary['variants'])} variant(s) "
         f"({chain} cumulative{', ' + extras if extras else ''}) in an order "
         f"shuffled per round (order seed {meta.get('order_seed')}); "
         f"{summary['warmup_runs']} warm-up run(s) discarded",

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lab.analysis.adaptive import STOP_REASONS
+from lab.analysis.rounds import REPLACEMENT_CAP, ROUNDS_DONE
 from lab.recipe.vocabulary import TRAIN_EVAL, TRAIN_PREPROCESS
 
 RULE_NAMES = {
@@ -51,3 +53,88 @@ def interaction_reading(step: dict[str, Any]) -> str:
             "same configuration: a later step overrides it)"
         )
     return reading
+
+
+def disturbed_evidence(disturbed: list[dict[str, Any]]) -> str:
+    """'round 4: +smooth_lr 4.4x its expected time; round 7: ...' (the summary's
+    `disturbed_rounds`)."""
+    return "; ".join(
+        f"round {d['round'] + 1}: "
+        + ", ".join(f"`{run['variant']}` {run['factor']:.2f}x" for run in d["runs"])
+        + " its expected time"
+        for d in disturbed
+    )
+
+
+def disturbed_line(disturbed: list[dict[str, Any]]) -> str:
+    """The progress line for newly disturbed rounds."""
+    return (
+        f"disturbed round(s), runs far off what their round and variant predict "
+        f"({disturbed_evidence(disturbed)}): left out of every comparison and replaced"
+    )
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s"
+
+
+def adaptive_line(adaptive: dict[str, Any]) -> str:
+    """The report's sentence on an adaptive job (the summary's `adaptive`): its rule, what
+    ended it and the resolution it reached."""
+    rule = adaptive["rule"]
+    asked = []
+    if rule["target_mde_pct"] is not None:
+        asked.append(f"a minimum detectable saving of {rule['target_mde_pct']:g}%")
+    if rule["budget_s"] is not None:
+        asked.append(f"a budget of {_duration(rule['budget_s'])} of timed runs")
+    asked.append(f"{rule['min_rounds']} to {rule['max_rounds']} rounds")
+    ended = (
+        f"it stopped because {ROUND_STOP_REASONS[adaptive['reason']]}"
+        if adaptive["reason"]
+        else "it has not stopped yet (interrupted: `--resume` continues it under the same rule)"
+    )
+    if adaptive["min_detectable_pct"] is None:
+        reached = "none yet (too few clean rounds for an interval)"
+    else:
+        reached = (
+            f"a minimum detectable saving of {adaptive['min_detectable_pct']:.1f}% "
+            f"({adaptive['stopping_mde_pct']:.1f}% on the blinded noise the rule stops on)"
+        )
+    return (
+        f"- **Adaptive rounds** ({', '.join(asked)}): {ended}, after {adaptive['rounds_run']} "
+        f"round(s), {adaptive['clean_rounds']} clean, and {_duration(adaptive['spent_s'])} of "
+        f"timed runs. Resolution reached: {reached}."
+    )
+
+
+def _pct(value: float | None) -> str:
+    return "not yet known" if value is None else f"{value:.1f}%"
+
+
+def decision_line(call: dict[str, Any], job: dict[str, Any]) -> str:
+    """An adaptive job's state after a round (`lab.analysis.rounds.RoundCall.to_dict`)."""
+    decision = call["decision"]
+    line = (
+        f"after {call['rounds_run']} round(s) ({call['clean_rounds']} clean): minimum detectable "
+        f"saving {_pct(decision['min_detectable_pct'])}"
+    )
+    if job["target_mde_pct"] is not None:
+        if decision["stopping_mde_pct"] is not None:
+            line += f", {decision['stopping_mde_pct']:.1f}% on the stopping noise"
+        line += f" (target {job['target_mde_pct']:g}%)"
+        if decision["rounds_to_target"] is not None and not decision["stop"]:
+            line += f"; about {decision['rounds_to_target']} more clean round(s) to the target"
+    if decision["rounds_in_budget"] is not None:
+        line += f"; {decision['rounds_in_budget']} more round(s) fit in the budget"
+    if decision["stop"]:
+        line += f". Stopping: {ROUND_STOP_REASONS[decision['reason']]}"
+    return line
+
+
+ROUND_STOP_REASONS = {
+    **STOP_REASONS,
+    ROUNDS_DONE: "the job ran its planned rounds",
+    REPLACEMENT_CAP: "the job replaced as many disturbed rounds as it may (half its planned "
+    "rounds) and stopped with fewer clean rounds than planned",
+}
