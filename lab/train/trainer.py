@@ -50,6 +50,26 @@ class EpochStats:
     trained_images: int = 0  # images trained on in the pass (a cut or dropped batch is not)
 
 
+@dataclass(frozen=True)
+class PassResult:
+    """One training pass (or its first `max_steps` steps)."""
+
+    seconds: float  # wall seconds of the pass (workers' start-up included)
+    data_wait_s: float  # seconds the loop waited for its next batch
+    mean_loss: float  # mean training loss over the pass's samples
+    steps: int  # optimiser steps taken
+    images: int  # images trained on
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """One test-set evaluation."""
+
+    seconds: float  # wall seconds of the evaluation
+    data_wait_s: float  # seconds the loop waited for its next batch
+    accuracy: float  # fraction of the test subset classified correctly
+
+
 @dataclass
 class RunResult:
     """Everything measured in one run (the `measurements` part of a record)."""
@@ -237,9 +257,7 @@ class Trainer:
 
     def __init__(self, config: Config, data: Cifar, device: torch.device, seed: int) -> None:
         self.config, self.device, self.seed = config, device, seed
-        self.precision = resolve_precision(config, device)
-        if self.precision in ("fp16", "autocast") and device.type != "cuda":
-            raise LabError(f"--set precision={self.precision}: needs CUDA; use fp32 on CPU")
+        self.precision = self._checked_precision()
         seed_everything(seed)
         setup_start = time.perf_counter()
         if device.type == "cuda":
@@ -249,13 +267,7 @@ class Trainer:
         self.whitening_s = 0.0
         filters = self._whitening(data) if config.whitening else None
         self.preprocess_s = self.pipeline.preprocess_s + self.whitening_s
-        self.model = build_network(config, filters).to(device)
-        if self.precision == "fp16":
-            self.model = self.model.half()  # the original: everything fp16, BN included
-            if config.bn_precision == "fp32":
-                for module in self.model.modules():
-                    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                        module.float()  # cuDNN's BN takes fp16 activations, fp32 parameters
+        self.model = self._model(filters)
         self.optimizer = _optimizer(self.model, config)
         self.ema = WeightAverage(self.model, config.ema_rho) if config.ema_rho else None
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "autocast" else None
@@ -263,6 +275,24 @@ class Trainer:
         self.setup_s = time.perf_counter() - setup_start - self.preprocess_s
         self.bulk_generator = torch.Generator().manual_seed(seed + 1)
         self.rng_calls = 0
+
+    def _checked_precision(self) -> str:
+        precision = resolve_precision(self.config, self.device)
+        if precision in ("fp16", "autocast") and self.device.type != "cuda":
+            raise LabError(f"--set precision={precision}: needs CUDA; use fp32 on CPU")
+        return precision
+
+    def _model(self, filters: torch.Tensor | None) -> torch.nn.Module:
+        """The network on the device, in the run's precision."""
+        model = build_network(self.config, filters).to(self.device)
+        if self.precision != "fp16":
+            return model
+        model = model.half()  # the original: everything fp16, BN included
+        if self.config.bn_precision == "fp32":
+            for module in model.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.float()  # cuDNN's BN takes fp16 activations, fp32 parameters
+        return model
 
     def _pipeline(self, data: Cifar) -> LoaderPipeline | DevicePipeline:
         if self.config.data_path == "device":
@@ -323,17 +353,35 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = rate * group["lr_scale"]
 
+    def _step(
+        self, images: torch.Tensor, labels: torch.Tensor, step: int, phase: Phase
+    ) -> torch.Tensor:
+        """One optimiser step (and the EMA's update when due); returns the loss."""
+        with phase("forward"):
+            loss = self._loss(images, labels)
+        with phase("backward"):
+            self.optimizer.zero_grad(set_to_none=True)
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        with phase("optimizer"):
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            if self.ema is not None and step % self.config.ema_every == 0:
+                self.ema.update()
+        return loss
+
     def train_epoch(
         self,
         epoch_index: int,
         phase: Phase = no_phase,
         after_step: Callable[[], None] | None = None,
         max_steps: int | None = None,
-    ) -> tuple[float, float, float, int, int]:
-        """One pass (or its first `max_steps` steps); returns (wall seconds, seconds waiting
-        for data, mean loss, steps, images). `phase` labels the parts of a step; `after_step`
-        runs after each. The epoch's random draws (bulk choices, device-side augmentation) are
-        inside the timed region: they are per-epoch work."""
+    ) -> PassResult:
+        """One pass (or its first `max_steps` steps). `phase` labels the parts of a step;
+        `after_step` runs after each. The epoch's random draws (bulk choices, device-side
+        augmentation) are inside the timed region: they are per-epoch work."""
         self.model.train()
         steps_per_epoch = self.pipeline.steps_per_epoch
         # Summed on the device so the loop never forces a sync just to log the loss.
@@ -348,19 +396,7 @@ class Trainer:
             self._set_lr(epoch_index + step / steps_per_epoch)
             with phase("h2d"):
                 images, labels = self._inputs(images, labels)
-            with phase("forward"):
-                loss = self._loss(images, labels)
-            with phase("backward"):
-                self.optimizer.zero_grad(set_to_none=True)
-                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-            with phase("optimizer"):
-                if self.scaler is not None:
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                else:
-                    self.optimizer.step()
-                if self.ema is not None and step % self.config.ema_every == 0:
-                    self.ema.update()
+            loss = self._step(images, labels, step, phase)
             loss_sum += loss.detach().float() * len(labels)
             seen += len(labels)
             steps += 1
@@ -369,7 +405,7 @@ class Trainer:
             if max_steps is not None and steps >= max_steps:
                 break
         elapsed = self.timer.now() - start
-        return elapsed, waited, float(loss_sum) / max(seen, 1), steps, seen
+        return PassResult(elapsed, waited, float(loss_sum) / max(seen, 1), steps, seen)
 
     def _logits(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
         """Evaluation logits; with flip TTA the mean over each image and its mirror."""
@@ -380,8 +416,8 @@ class Trainer:
             return logits
 
     @torch.no_grad()
-    def evaluate(self, phase: Phase = no_phase) -> tuple[float, float, float]:
-        """Test-set pass; returns (wall seconds, seconds waiting for data, accuracy). With an
+    def evaluate(self, phase: Phase = no_phase) -> EvalResult:
+        """Test-set pass. With an
         EMA the averaged copy is evaluated (and stays in eval mode, as in the source, so ghost
         BatchNorm averages its split statistics once)."""
         model = self.ema.model if self.ema is not None else self.model
@@ -397,7 +433,7 @@ class Trainer:
                 logits = self._logits(model, images)
             correct += (logits.argmax(dim=1) == labels).sum()
         elapsed = self.timer.now() - start
-        return elapsed, waited, int(correct) / self.pipeline.test_size
+        return EvalResult(elapsed, waited, int(correct) / self.pipeline.test_size)
 
 
 EpochCallback = Callable[[EpochStats, int], None]
@@ -427,19 +463,19 @@ def run_training(
     cpu_main_start, cpu_children_start = _cpu_seconds()
     passes = steps_per_pass(config, trainer.pipeline.train_size)
     for epoch_index, steps in enumerate(passes):
-        train_s, train_wait, loss, done, images = trainer.train_epoch(epoch_index, max_steps=steps)
-        eval_s, eval_wait, accuracy = trainer.evaluate()
+        trained = trainer.train_epoch(epoch_index, max_steps=steps)
+        evaluated = trainer.evaluate()
         stats = EpochStats(
             epoch=epoch_index + 1,
-            train_s=train_s,
-            eval_s=eval_s,
-            train_data_wait_s=train_wait,
-            eval_data_wait_s=eval_wait,
-            train_loss=loss,
-            test_accuracy=accuracy,
-            images_per_s=images / train_s,
-            train_steps=done,
-            trained_images=images,
+            train_s=trained.seconds,
+            eval_s=evaluated.seconds,
+            train_data_wait_s=trained.data_wait_s,
+            eval_data_wait_s=evaluated.data_wait_s,
+            train_loss=trained.mean_loss,
+            test_accuracy=evaluated.accuracy,
+            images_per_s=trained.images / trained.seconds,
+            train_steps=trained.steps,
+            trained_images=trained.images,
         )
         result.epochs.append(stats)
         if on_epoch is not None:
