@@ -40,6 +40,7 @@ from torch.profiler import ProfilerActivity, profile, record_function, schedule
 from lab.profiling.cpuload import Snapshot, cores_used, snapshot
 from lab.recipe.registry import Variant
 from lab.recipe.workload import PAD
+from lab.train.clock import CudaClock, PhaseTimes, clock_for
 from lab.train.data import Cifar
 from lab.train.pipeline import preprocess
 from lab.train.trainer import Trainer
@@ -136,6 +137,33 @@ def breakdown_from_trace(trace_path: Path, trace: dict[str, Any] | None = None) 
     }
 
 
+def with_device_phases(breakdown: dict[str, Any], times: PhaseTimes) -> dict[str, Any]:
+    """The breakdown with its phases timed on the device clock (`lab.train.clock`) over the
+    same recorded steps: on CUDA the trace's ranges time kernel launches, the work running
+    later, so its forward/backward/optimiser would be launch time and the GPU's time "other".
+    The step's own length stays the trace's (its end waits for the device)."""
+    phases = {name: times.totals.get(name, 0.0) for name in CHART_PHASES}
+    step_s = breakdown["step_s"]
+    data_s = phases["data_wait"]
+    compute_s = sum(phases[name] for name in COMPUTE_PHASES)
+    other_s = max(step_s - data_s - compute_s, 0.0)
+    return {
+        **breakdown,
+        "phase_clock": "cuda events" if isinstance(times.clock, CudaClock) else "cpu clock",
+        "data_s": data_s,
+        "compute_s": compute_s,
+        "other_s": other_s,
+        "h2d_s": phases["h2d"],
+        "shares": {
+            "data": data_s / step_s if step_s else 0.0,
+            "compute": compute_s / step_s if step_s else 0.0,
+            "other": other_s / step_s if step_s else 0.0,
+        },
+        "phases_s": phases,
+        "trace_phases_s": breakdown["phases_s"],  # the trace's ranges (launch time on CUDA)
+    }
+
+
 def operator_table(events: list[Any], before_us: float, device: bool) -> list[dict[str, Any]]:
     """Per operator over the recorded training steps: calls and self seconds, aggregated as
     `key_averages()` does (one `FunctionEventAvg` per name) but over the events that start
@@ -219,17 +247,20 @@ def _profiler(
 
 
 class StepStamps:
-    """A clock reading after every training step, and CPU snapshots when the unprofiled steps
-    (1..K) and the recorded ones (K+2..2K+1) start and end, keyed by steps ended."""
+    """A clock reading after every training step, CPU snapshots when the unprofiled steps
+    (1..K) and the recorded ones (K+2..2K+1) start and end, keyed by steps ended, and the
+    recorded steps' phases on the device clock (`times`)."""
 
     def __init__(self, trainer: Trainer, profiler: profile, k: int) -> None:
         self.trainer, self.profiler, self.k = trainer, profiler, k
         self.stamps: list[float] = []
         self.cpu: dict[int, Snapshot] = {}
         self.windows = (1, k + 1, k + 2, 2 * k + 2)
+        self.times = PhaseTimes(clock_for(trainer.device), phase_label)
 
     def after_step(self) -> None:
         self.stamps.append(self.trainer.timer.now())  # before the profiler's own step work
+        self.times.end_step(keep=self.k + 2 < len(self.stamps) <= 2 * self.k + 2)
         if len(self.stamps) in self.windows:
             self.cpu[len(self.stamps)] = snapshot()
         self.profiler.step()
@@ -259,7 +290,7 @@ def _train_steps(trainer: Trainer, stamps: StepStamps, total: int) -> None:
     while len(stamps.stamps) < total:
         before = len(stamps.stamps)
         trainer.train_epoch(
-            epoch, phase=phase_label, after_step=stamps.after_step, max_steps=total - before
+            epoch, phase=stamps.times.phase, after_step=stamps.after_step, max_steps=total - before
         )
         if len(stamps.stamps) == before:
             raise RuntimeError("a training pass has no steps; nothing to profile")
@@ -334,7 +365,7 @@ def profile_variant(
         **stamps.timings(),
         "dataloader_events_added": twins,
         "with_stack": with_stack,
-        "breakdown": breakdown_from_trace(trace, content),
+        "breakdown": with_device_phases(breakdown_from_trace(trace, content), stamps.times),
         "operators": operators,
         "cpu": stamps.cores(),
     }
