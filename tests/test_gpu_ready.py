@@ -256,7 +256,7 @@ def test_page_update_keeps_each_gradients_rate_in_the_velocity():
             optimizer.zero_grad()
             weight.backward()
             optimizer.step()
-            path.append(float(weight))
+            path.append(float(weight.detach()))
         return path
 
     page = run(lambda p: PageNesterov(p, momentum=0.5))
