@@ -19,6 +19,18 @@ os.environ["LAB_CACHE"] = str(TEST_CACHE)
 os.environ.setdefault("LAB_DATA", str(REAL_DATA))
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked `cuda` skip cleanly where no GPU is present."""
+    marked = [item for item in items if item.get_closest_marker("cuda")]
+    if not marked:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        for item in marked:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
 @pytest.fixture(scope="session")
 def real_data_path() -> Path:
     if not REAL_DATA.is_dir():

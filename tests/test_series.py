@@ -19,6 +19,7 @@ from lab.recipe.workload import device_rng_calls_per_epoch as rng_calls_per_epoc
 from lab.recipe.workload import steps_per_pass
 from lab.train.device_data import DevicePipeline, even_splits, transforms
 from lab.train.network import GhostBatchNorm, build_network, count_parameters, flops_per_image
+from lab.train.rng import CountingRng
 from lab.train.trainer import WeightAverage, whitening_filters
 
 
@@ -170,7 +171,7 @@ def augmented(config: Config, n: int) -> tuple[torch.Tensor, torch.Tensor, np.nd
     pipeline = DevicePipeline(
         config, images, labels, images[:10], labels[:10], torch.device("cpu"), torch.float32
     )
-    data, shuffled = pipeline.augmented(torch.Generator().manual_seed(0))
+    data, shuffled = pipeline.augmented(CountingRng(torch.Generator().manual_seed(0)))
     return data, shuffled, labels
 
 

@@ -39,6 +39,7 @@ from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 from lab.profiling.cpuload import Snapshot, cores_used, snapshot
 from lab.recipe.registry import Variant
+from lab.train.clock import CudaClock, PhaseTimes, clock_for
 from lab.train.data import Cifar
 from lab.train.pipeline import preprocess_both
 from lab.train.trainer import Trainer
@@ -135,6 +136,33 @@ def breakdown_from_trace(trace_path: Path, trace: dict[str, Any] | None = None) 
     }
 
 
+def with_device_phases(breakdown: dict[str, Any], times: PhaseTimes) -> dict[str, Any]:
+    """The breakdown with its phases timed on the device clock (`lab.train.clock`) over the
+    same recorded steps: on CUDA the trace's ranges time kernel launches, the work running
+    later, so its forward/backward/optimiser would be launch time and the GPU's time "other".
+    The step's own length stays the trace's (its end waits for the device)."""
+    phases = {name: times.totals.get(name, 0.0) for name in CHART_PHASES}
+    step_s = breakdown["step_s"]
+    data_s = phases["data_wait"]
+    compute_s = sum(phases[name] for name in COMPUTE_PHASES)
+    other_s = max(step_s - data_s - compute_s, 0.0)
+    return {
+        **breakdown,
+        "phase_clock": "cuda events" if isinstance(times.clock, CudaClock) else "cpu clock",
+        "data_s": data_s,
+        "compute_s": compute_s,
+        "other_s": other_s,
+        "h2d_s": phases["h2d"],
+        "shares": {
+            "data": data_s / step_s if step_s else 0.0,
+            "compute": compute_s / step_s if step_s else 0.0,
+            "other": other_s / step_s if step_s else 0.0,
+        },
+        "phases_s": phases,
+        "trace_phases_s": breakdown["phases_s"],  # the trace's ranges (launch time on CUDA)
+    }
+
+
 def operator_table(events: list[Any], before_us: float, device: bool) -> list[dict[str, Any]]:
     """Per operator over the recorded training steps: calls and self seconds, aggregated as
     `key_averages()` does (one `FunctionEventAvg` per name) but over the events that start
@@ -187,6 +215,116 @@ def recorded_steps(steps_per_pass: int) -> int:
     return max(1, min(MAX_RECORDED_STEPS, (steps_per_pass - 2) // 2))
 
 
+def _remove_stale_traces(run_dir: Path, keep: frozenset[str]) -> None:
+    """Any trace in `run_dir` not named in `keep` is a leftover of an interrupted pass."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in run_dir.glob("*.pt.trace.json*"):
+        if stale.name not in keep:
+            stale.unlink()
+
+
+def _profiler(
+    device: torch.device, k: int, extra_steps: int, run_dir: Path, with_stack: bool
+) -> profile:
+    """Wait K+1 steps, warm up one, record K training steps and `extra_steps` more."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    return profile(
+        activities=activities,
+        schedule=schedule(wait=k + 1, warmup=1, active=k + 1 + extra_steps, repeat=1),
+        on_trace_ready=torch.profiler.tensorboard_trace_handler(
+            # Plain JSON: the handler's own gzip writes the trace line by line (~230,000 small
+            # writes); the lab rewrites it anyway (DataLoader twins) and compresses it there,
+            # in one write.
+            str(run_dir),
+            worker_name="lab",
+            use_gzip=False,
+        ),
+        record_shapes=True,
+        profile_memory=True,
+        with_stack=with_stack,
+    )
+
+
+class StepStamps:
+    """A clock reading after every training step, CPU snapshots when the unprofiled steps
+    (1..K) and the recorded ones (K+2..2K+1) start and end, keyed by steps ended, and the
+    recorded steps' phases on the device clock (`times`)."""
+
+    def __init__(self, trainer: Trainer, profiler: profile, k: int) -> None:
+        self.trainer, self.profiler, self.k = trainer, profiler, k
+        self.stamps: list[float] = []
+        self.cpu: dict[int, Snapshot] = {}
+        self.windows = (1, k + 1, k + 2, 2 * k + 2)
+        self.times = PhaseTimes(clock_for(trainer.device), phase_label)
+
+    def after_step(self) -> None:
+        self.stamps.append(self.trainer.timer.now())  # before the profiler's own step work
+        self.times.end_step(keep=self.k + 2 < len(self.stamps) <= 2 * self.k + 2)
+        if len(self.stamps) in self.windows:
+            self.cpu[len(self.stamps)] = snapshot()
+        self.profiler.step()
+
+    def timings(self) -> dict[str, float]:
+        k, stamps = self.k, self.stamps
+        unprofiled_s = stamps[k] - stamps[0]  # steps 1..k
+        profiled_s = stamps[2 * k + 1] - stamps[k + 1]  # steps k+2..2k+1
+        return {
+            "profiled_steps_s": profiled_s,
+            "unprofiled_steps_s": unprofiled_s,
+            "profiler_overhead": profiled_s / unprofiled_s - 1,
+        }
+
+    def cores(self) -> dict[str, Any]:
+        k, cpu = self.k, self.cpu
+        return {
+            **cores_used(cpu[k + 2], cpu[2 * k + 2]),  # the recorded steps
+            "unprofiled": cores_used(cpu[1], cpu[k + 1]),  # steps 1..k, profiler off
+        }
+
+
+def _train_steps(trainer: Trainer, stamps: StepStamps, total: int) -> None:
+    """`total` training steps; a short pass (a large batch on a small subset) cannot hold them
+    all, so go on into the next pass, as training would."""
+    epoch = 1
+    while len(stamps.stamps) < total:
+        before = len(stamps.stamps)
+        trainer.train_epoch(
+            epoch, phase=stamps.times.phase, after_step=stamps.after_step, max_steps=total - before
+        )
+        if len(stamps.stamps) == before:
+            raise RuntimeError("a training pass has no steps; nothing to profile")
+        epoch += 1
+
+
+def _record_one_offs(trainer: Trainer, data: Cifar, profiler: profile, preprocesses: bool) -> None:
+    """The evaluation, and the loader's whole-set preprocessing when the variant has it, as one
+    recorded step each."""
+    with phase_label("eval"):
+        trainer.evaluate(phase=phase_label)
+    profiler.step()
+    if preprocesses:
+        with phase_label("preprocess"):
+            preprocess_both(data.train_images, data.test_images)
+        profiler.step()
+
+
+def _finish_trace(run_dir: Path) -> tuple[Path, dict[str, Any], int]:
+    """The trace just written, with its DataLoader twins added, gzipped; (path, content,
+    twins added)."""
+    written = max(run_dir.glob("*.pt.trace.json"), key=lambda p: p.stat().st_mtime)
+    content = json.loads(written.read_text())
+    trace = written.with_name(written.name + ".gz")
+    twins = _add_dataloader_twins(trace, content)
+    written.unlink()
+    return trace, content, twins
+
+
+def _training_operators(profiler: profile, device: torch.device) -> list[dict[str, Any]]:
+    events = profiler.events()
+    eval_start = min(e.time_range.start for e in events if e.name == LABEL_PREFIX + "eval")
+    return operator_table(events, eval_start, device.type == "cuda")
+
+
 def profile_variant(
     variant: Variant,
     data: Cifar,
@@ -197,96 +335,37 @@ def profile_variant(
     keep: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """One profiled pass of `variant`, in this process; writes its trace into `run_dir`, where
-    `keep` names the traces of earlier passes (any other trace there is a leftover of an
-    interrupted pass and is removed).
+    `keep` names the traces of earlier passes (any other trace there is removed).
 
     Steps of one training pass: step 0 starts the pass (worker start-up; not timed), steps
     1..K run unprofiled and timed (the schedule's wait), step K+1 is the warm-up, steps
     K+2..2K+1 are recorded; then the evaluation (a fresh loader pass) and, for variants that
     preprocess, the one-off preprocessing are recorded as one step each.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in run_dir.glob("*.pt.trace.json*"):
-        if stale.name not in keep:
-            stale.unlink()  # a pass interrupted before its record was written
+    _remove_stale_traces(run_dir, keep)
     trainer = Trainer(variant.config, data, device, seed)
     k = recorded_steps(trainer.pipeline.steps_per_epoch)
     # The loader's whole-set preprocessing is re-run and recorded; the device pipeline's (a
     # copy, normalise, pad on the device) is measured in the timed runs only.
     preprocesses = variant.config.preprocessing == "cached" and variant.config.data_path == "loader"
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    stamps: list[float] = []
-    # CPU snapshots when the unprofiled steps start and end, and the recorded ones: keyed by
-    # how many steps had ended when each was taken.
-    cpu: dict[int, Snapshot] = {}
-    windows = (1, k + 1, k + 2, 2 * k + 2)
     with (
         quiet_profiler_banner(),
-        profile(
-            activities=activities,
-            schedule=schedule(wait=k + 1, warmup=1, active=k + 1 + int(preprocesses), repeat=1),
-            on_trace_ready=torch.profiler.tensorboard_trace_handler(
-                # Plain JSON: the handler's own gzip writes the trace line by line (~230,000
-                # small writes); the lab rewrites it anyway (DataLoader twins) and compresses
-                # it there, in one write.
-                str(run_dir),
-                worker_name="lab",
-                use_gzip=False,
-            ),
-            record_shapes=True,
-            profile_memory=True,
-            with_stack=with_stack,
-        ) as profiler,
+        _profiler(device, k, int(preprocesses), run_dir, with_stack) as profiler,
     ):
-
-        def after_step() -> None:
-            stamps.append(trainer.timer.now())  # before the profiler's own step work
-            if len(stamps) in windows:
-                cpu[len(stamps)] = snapshot()
-            profiler.step()
-
-        # A short pass (a large batch on a small subset) cannot hold 2K+2 steps: go on into
-        # the next pass, as training would.
-        epoch = 1
-        while len(stamps) < 2 * k + 2:
-            before = len(stamps)
-            trainer.train_epoch(
-                epoch, phase=phase_label, after_step=after_step, max_steps=2 * k + 2 - before
-            )
-            if len(stamps) == before:
-                raise RuntimeError("a training pass has no steps; nothing to profile")
-            epoch += 1
-        with phase_label("eval"):
-            trainer.evaluate(phase=phase_label)
-        profiler.step()
-        if preprocesses:
-            with phase_label("preprocess"):
-                preprocess_both(data.train_images, data.test_images)
-            profiler.step()
-    events = profiler.events()
-    eval_start = min(e.time_range.start for e in events if e.name == LABEL_PREFIX + "eval")
-    operators = operator_table(events, eval_start, device.type == "cuda")
-    unprofiled_s = stamps[k] - stamps[0]  # steps 1..k
-    profiled_s = stamps[2 * k + 1] - stamps[k + 1]  # steps k+2..2k+1
-    written = max(run_dir.glob("*.pt.trace.json"), key=lambda p: p.stat().st_mtime)
-    content = json.loads(written.read_text())
-    trace = written.with_name(written.name + ".gz")
-    twins = _add_dataloader_twins(trace, content)
-    written.unlink()
+        stamps = StepStamps(trainer, profiler, k)
+        _train_steps(trainer, stamps, 2 * k + 2)
+        _record_one_offs(trainer, data, profiler, preprocesses)
+    operators = _training_operators(profiler, device)
+    trace, content, twins = _finish_trace(run_dir)
     return {
         "trace": trace.name,
         "recorded_steps": k,
-        "profiled_steps_s": profiled_s,
-        "unprofiled_steps_s": unprofiled_s,
-        "profiler_overhead": profiled_s / unprofiled_s - 1,
+        **stamps.timings(),
         "dataloader_events_added": twins,
         "with_stack": with_stack,
-        "breakdown": breakdown_from_trace(trace, content),
+        "breakdown": with_device_phases(breakdown_from_trace(trace, content), stamps.times),
         "operators": operators,
-        "cpu": {
-            **cores_used(cpu[k + 2], cpu[2 * k + 2]),  # the recorded steps
-            "unprofiled": cores_used(cpu[1], cpu[k + 1]),  # steps 1..k, profiler off
-        },
+        "cpu": stamps.cores(),
     }
 
 

@@ -36,6 +36,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data_path": ("loader", "device"),
     "preprocessing": ("per_sample", "cached"),
     "augment_rng": ("per_sample", "bulk"),
+    "sgd_update": ("torch", "page"),
 }
 
 
@@ -63,7 +64,9 @@ class Config:
     whitening: bool = False  # the prep convolution becomes a frozen 3x3 PCA-whitening conv
     # (27 filters from the training images' patches) followed by a learnable 1x1 conv
     whitening_eps: float = 1e-2  # added to each eigenvalue before the inverse square root
-    whitening_images: int = 10_000  # first training images whose 3x3 patches give the PCA
+    whitening_images: int = 10_000  # training images whose 3x3 patches give the PCA (a
+    # random sample: the training set may be ordered by class)
+    whitening_seed: int = 0  # seed of that sample (same seed and set, same images)
     # --- recipe ---
     epochs: float = 35  # passes over the training subset (fractional: the last pass stops
     # after that fraction of its batches); a test evaluation follows every pass
@@ -75,6 +78,9 @@ class Config:
     # held at the last value after the last knot; the rate of a mean-over-the-batch loss
     momentum: float = 0.9  # SGD momentum (Nesterov when `nesterov`)
     nesterov: bool = True  # Nesterov momentum, as the original
+    sgd_update: str = "torch"  # torch: torch.optim.SGD, rate read at the step's own position
+    # (the first step's is 0); page: Page's Part 8 `nesterov_update` (each gradient keeps its
+    # own rate inside the velocity) with the rate read one step on
     weight_decay: float = 5e-4  # L2 on every parameter, BatchNorm and biases included
     bias_lr_scale: float = 1.0  # learning-rate multiplier of parameters named "bias" (in
     # the ResNet-9, the BatchNorm shifts only: its convolutions and classifier have no bias)
@@ -85,6 +91,7 @@ class Config:
     ema_every: int = 5  # optimiser steps between EMA updates (the count restarts each epoch)
     tta: str = "none"  # flip: evaluation averages the logits of each image and its mirror
     precision: str = "auto"  # auto: fp16 (`.half()`) on CUDA, fp32 on CPU; or fp32/fp16/autocast
+    # (fp16 autocast with a gradient scaler), each on either device
     cudnn_benchmark: bool = True  # let cuDNN pick kernels by timing them (CUDA only)
     target_accuracy: float = 0.94  # test accuracy the run is judged against (fraction)
     # --- data pipeline ---

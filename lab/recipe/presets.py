@@ -54,6 +54,13 @@ PRESETS: dict[str, Preset] = {
             rounds=5,
         ),
         Preset(
+            "cpu-series-long",
+            "a 2-core CPU scale where the late recipes act: width 8, 10,240/500 images, "
+            "8.75 epochs (1/4 of the article's; the final variant takes 50 steps), 3 rounds",
+            _scaled(8.75, width=8, train_images=10_240, test_images=500, target_accuracy=0.2),
+            rounds=3,
+        ),
+        Preset(
             "smoke",
             _scaled(
                 2,

@@ -28,15 +28,9 @@ import torch
 from torch.nn import functional as F
 
 from lab.recipe.config import Config
-from lab.recipe.workload import (
-    CIFAR_MEAN,
-    CIFAR_STD,
-    CROP,
-    PAD,
-    batches_per_epoch,
-    device_rng_calls_per_epoch,
-)
+from lab.recipe.workload import CIFAR_MEAN, CIFAR_STD, CROP, PAD, batches_per_epoch
 from lab.train.pipeline import Batch
+from lab.train.rng import CountingRng
 
 Option = tuple[int, ...]  # one choice of a transform: a crop offset, a flip, a cutout corner
 Transform = tuple[str, list[Option], Callable[[torch.Tensor, Option], torch.Tensor]]
@@ -127,14 +121,16 @@ class DevicePipeline:
     def steps_per_epoch(self) -> int:
         return batches_per_epoch(self.config, self.train_size)
 
-    def augmented(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """This epoch's augmented, shuffled training set and its labels."""
+    def augmented(self, rng: CountingRng) -> tuple[torch.Tensor, torch.Tensor]:
+        """This epoch's augmented, shuffled training set and its labels, drawn on `rng` (on
+        the data's device: a permutation is not drawn on the host and copied)."""
         data, labels = self.train, self.train_labels
         for _, options, apply in self.transforms:
-            order = torch.randperm(self.train_size, generator=generator).to(self.device)
+            order = rng.randperm(self.train_size)
             data, labels = data[order], labels[order]
-            shuffled = torch.randperm(len(options), generator=generator)
-            kept = [options[int(i)] for i in shuffled[: self.config.augment_max_options]]
+            # One host read per transform: the options are host-side slices and flips.
+            shuffled = rng.randperm(len(options))[: self.config.augment_max_options].tolist()
+            kept = [options[i] for i in shuffled]
             groups = even_splits(self.train_size, len(kept))
             data = torch.cat(
                 [
@@ -142,21 +138,25 @@ class DevicePipeline:
                     for (start, end), option in zip(groups, kept, strict=False)
                 ]
             )
-        order = torch.randperm(self.train_size, generator=generator).to(self.device)
+        order = rng.randperm(self.train_size)
         return data[order], labels[order]
 
     def _train_batches(self, generator: torch.Generator) -> Iterator[Batch]:
         # Augmenting happens when the first batch is asked for, so the trainer counts it as
-        # waiting for data, as it would a DataLoader's worker start-up.
-        data, labels = self.augmented(generator)
-        no_calls = torch.zeros(1, dtype=torch.int64)
+        # waiting for data, as it would a DataLoader's worker start-up. The epoch's draws ride
+        # with the first batch, as a loader's per-sample draws ride with theirs.
+        rng = CountingRng(generator)
+        data, labels = self.augmented(rng)
+        calls = torch.tensor([rng.calls], dtype=torch.int64)
         for index in range(self.steps_per_epoch):
             start = index * self.config.batch_size
             end = start + self.config.batch_size
-            yield data[start:end], labels[start:end], no_calls
+            yield data[start:end], labels[start:end], calls
+            calls = torch.zeros(1, dtype=torch.int64)
 
     def epoch(self, generator: torch.Generator) -> tuple[Iterator[Batch], int]:
-        return self._train_batches(generator), device_rng_calls_per_epoch(self.config)
+        """The epoch's batches; its RNG calls come with the first (none are made up front)."""
+        return self._train_batches(generator), 0
 
     def test_batches(self) -> Iterator[Batch]:
         no_calls = torch.zeros(1, dtype=torch.int64)

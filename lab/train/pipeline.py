@@ -23,14 +23,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from lab.recipe.config import Config
-from lab.recipe.workload import (
-    CIFAR_MEAN,
-    CIFAR_STD,
-    CROP,
-    PAD,
-    bulk_rng_calls_per_epoch,
-    per_sample_rng_calls,
-)
+from lab.recipe.workload import CIFAR_MEAN, CIFAR_STD, CROP, PAD
+from lab.train.rng import CountingRng
 
 # The baseline deliberately starts 16 workers whatever the core count: that oversubscription is
 # what the worker steps remove, so PyTorch's advice against it is noise here.
@@ -57,27 +51,28 @@ class PerSampleChoices:
     RandomCrop (two `torch.randint`) and RandomHorizontalFlip (one `torch.rand`) did; 2 more for
     the cutout square when there is one, as cifar10-fast's per-sample `Cutout`."""
 
-    rng_calls_per_epoch = 0
+    rng_calls_per_epoch = 0  # nothing is drawn up front
 
     def __init__(self, cutout: int) -> None:
         self.cutout = cutout
+        self.rng = CountingRng()  # the process's generator: each worker's own, as torchvision
 
     def new_epoch(self, size: int, generator: torch.Generator) -> None:
         """Nothing is drawn up front."""
 
     def __call__(self, index: int) -> Choice:
-        top = int(torch.randint(0, 2 * PAD + 1, size=(1,)).item())
-        left = int(torch.randint(0, 2 * PAD + 1, size=(1,)).item())
-        flip = bool(torch.rand(1).item() < 0.5)
-        calls = per_sample_rng_calls(self.cutout)
-        if not self.cutout:
-            return Choice(top, left, flip, None, calls)
-        corners = CROP - self.cutout + 1
-        at = (
-            int(torch.randint(0, corners, size=(1,)).item()),
-            int(torch.randint(0, corners, size=(1,)).item()),
-        )
-        return Choice(top, left, flip, at, calls)
+        before = self.rng.calls
+        top = int(self.rng.randint(2 * PAD + 1, (1,)).item())
+        left = int(self.rng.randint(2 * PAD + 1, (1,)).item())
+        flip = bool(self.rng.rand((1,)).item() < 0.5)
+        at = None
+        if self.cutout:
+            corners = CROP - self.cutout + 1
+            at = (
+                int(self.rng.randint(corners, (1,)).item()),
+                int(self.rng.randint(corners, (1,)).item()),
+            )
+        return Choice(top, left, flip, at, self.rng.calls - before)
 
 
 class BulkChoices:
@@ -86,19 +81,21 @@ class BulkChoices:
 
     def __init__(self, cutout: int) -> None:
         self.cutout = cutout
-        self.rng_calls_per_epoch = bulk_rng_calls_per_epoch(cutout)
+        self.rng_calls_per_epoch = 0  # the calls the last `new_epoch` made
         self.tops = self.lefts = self.flips = np.zeros(0)
         self.cutout_tops = self.cutout_lefts = np.zeros(0)
 
     def new_epoch(self, size: int, generator: torch.Generator) -> None:
         # Drawn in the main process before the pass starts its workers, which inherit them.
-        self.tops = torch.randint(0, 2 * PAD + 1, (size,), generator=generator).numpy()
-        self.lefts = torch.randint(0, 2 * PAD + 1, (size,), generator=generator).numpy()
-        self.flips = (torch.rand(size, generator=generator) < 0.5).numpy()
+        rng = CountingRng(generator)
+        self.tops = rng.randint(2 * PAD + 1, (size,)).numpy()
+        self.lefts = rng.randint(2 * PAD + 1, (size,)).numpy()
+        self.flips = (rng.rand((size,)) < 0.5).numpy()
         if self.cutout:
             corners = CROP - self.cutout + 1
-            self.cutout_tops = torch.randint(0, corners, (size,), generator=generator).numpy()
-            self.cutout_lefts = torch.randint(0, corners, (size,), generator=generator).numpy()
+            self.cutout_tops = rng.randint(corners, (size,)).numpy()
+            self.cutout_lefts = rng.randint(corners, (size,)).numpy()
+        self.rng_calls_per_epoch = rng.calls
 
     def __call__(self, index: int) -> Choice:
         at = (int(self.cutout_tops[index]), int(self.cutout_lefts[index])) if self.cutout else None
@@ -268,7 +265,7 @@ class LoaderPipeline:
 
     def epoch(self, generator: torch.Generator) -> tuple[Iterable[Batch], int]:
         """The epoch's batches (workers start when iteration begins) and the RNG calls made
-        up front (bulk choices; per-sample calls ride with each batch)."""
+        up front, counted (bulk choices; per-sample calls ride with each batch)."""
         self.choices.new_epoch(self.train_size, generator)
         return self.train_loader, self.choices.rng_calls_per_epoch
 

@@ -35,6 +35,7 @@ from lab.train.data import Cifar
 from lab.train.device_data import DevicePipeline, normalise
 from lab.train.network import WHITENING_PATCH, build_network
 from lab.train.pipeline import Batch, LoaderPipeline, build_pipeline
+from lab.train.update import PageNesterov
 
 
 @dataclass
@@ -51,6 +52,26 @@ class EpochStats:
     trained_images: int = 0  # images trained on in the pass (a cut or dropped batch is not)
 
 
+@dataclass(frozen=True)
+class PassResult:
+    """One training pass (or its first `max_steps` steps)."""
+
+    seconds: float  # wall seconds of the pass (workers' start-up included)
+    data_wait_s: float  # seconds the loop waited for its next batch
+    mean_loss: float  # mean training loss over the pass's samples
+    steps: int  # optimiser steps taken
+    images: int  # images trained on
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """One test-set evaluation."""
+
+    seconds: float  # wall seconds of the evaluation
+    data_wait_s: float  # seconds the loop waited for its next batch
+    accuracy: float  # fraction of the test subset classified correctly
+
+
 @dataclass
 class RunResult:
     """Everything measured in one run (the `measurements` part of a record)."""
@@ -64,6 +85,8 @@ class RunResult:
     # outside the timed region
     whitening_s: float = 0.0  # of which: the whitening filters' patches and eigendecomposition
     setup_s: float = 0.0  # building the network and optimiser, outside the timed region
+    warmup_s: float = 0.0  # one forward/backward per batch shape on a copy of the model
+    # (cuDNN's autotuning), outside the timed region
     worker_launches: int = 0  # DataLoader worker processes started, counted in the workers
     rng_calls: int = 0  # augmentation RNG calls, counted where they were made
     cpu_main_s: float = 0.0  # user+system CPU seconds of this process in the timed region
@@ -154,19 +177,26 @@ def no_phase(name: str) -> AbstractContextManager:
     return nullcontext()
 
 
-def _timed_batches(batches: Iterable[Batch], phase: Phase) -> Iterator[tuple[Batch, float]]:
+def _timed_batches(
+    batches: Iterable[Batch], phase: Phase, first_clock: Callable[[], float] = time.perf_counter
+) -> Iterator[tuple[Batch, float]]:
     """Yield (batch, seconds waited for it); creating the iterator (starting workers, or
-    augmenting a device-side epoch) counts as waiting for the first batch."""
+    augmenting a device-side epoch) counts as waiting for the first batch, read on
+    `first_clock`: a synchronising clock where that wait queues device work (the device
+    pipeline's augmentation), which the CPU clock would time as launches only. Later batches
+    are host work (a loader) or views (the device pipeline): the CPU clock, which leaves the
+    device's queue running."""
     iterator = None
     while True:
-        start = time.perf_counter()
+        clock = first_clock if iterator is None else time.perf_counter
+        start = clock()
         with phase("data_wait"):
             if iterator is None:
                 iterator = iter(batches)
             batch = next(iterator, None)
         if batch is None:
             return
-        yield batch, time.perf_counter() - start
+        yield batch, clock() - start
 
 
 def whitening_filters(images: torch.Tensor, eps: float) -> torch.Tensor:
@@ -181,29 +211,41 @@ def whitening_filters(images: torch.Tensor, eps: float) -> torch.Tensor:
     return filters.reshape(27, 3, WHITENING_PATCH, WHITENING_PATCH)
 
 
-def _optimizer(model: torch.nn.Module, config: Config) -> torch.optim.SGD:
+def whitening_sample(train_size: int, config: Config) -> np.ndarray:
+    """Indices (sorted) of the `whitening_images` training images whose patches give the
+    whitening filters: a random sample drawn with `whitening_seed`, since the training set may
+    be ordered by class (an image folder is), and its first images would be one or two classes
+    only. Page took the first 10,000 of a mixed order."""
+    count = min(config.whitening_images, train_size)
+    rng = np.random.default_rng(config.whitening_seed)
+    return np.sort(rng.choice(train_size, size=count, replace=False))
+
+
+def _optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimizer:
     """SGD over the trainable parameters, in two groups: parameters named "bias" (the source's
     split; in the ResNet-9 the BatchNorm shifts) take `bias_lr_scale` x the scheduled rate and
-    `bias_wd_scale` x the weight decay. Each group's `lr_scale` is applied at every step."""
+    `bias_wd_scale` x the weight decay. Each group's `lr_scale` is applied at every step.
+
+    The loss is summed over the batch (Page's form; see `Trainer._loss`), so the configured
+    weight decay is multiplied by the batch size here and the rate divided by it in `_set_lr`:
+    the same update as a mean loss at the configured rate and decay."""
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     groups = [
         {
             "params": [p for name, p in named if "bias" not in name],
-            "weight_decay": config.weight_decay,
+            "weight_decay": config.weight_decay * config.batch_size,
             "lr_scale": 1.0,
         },
         {
             "params": [p for name, p in named if "bias" in name],
-            "weight_decay": config.weight_decay * config.bias_wd_scale,
+            "weight_decay": config.weight_decay * config.bias_wd_scale * config.batch_size,
             "lr_scale": config.bias_lr_scale,
         },
     ]
-    return torch.optim.SGD(
-        [group for group in groups if group["params"]],
-        lr=0.0,
-        momentum=config.momentum,
-        nesterov=config.nesterov,
-    )
+    kept = [group for group in groups if group["params"]]
+    if config.sgd_update == "page":
+        return PageNesterov(kept, momentum=config.momentum, nesterov=config.nesterov)
+    return torch.optim.SGD(kept, lr=0.0, momentum=config.momentum, nesterov=config.nesterov)
 
 
 class WeightAverage:
@@ -231,9 +273,7 @@ class Trainer:
 
     def __init__(self, config: Config, data: Cifar, device: torch.device, seed: int) -> None:
         self.config, self.device, self.seed = config, device, seed
-        self.precision = resolve_precision(config, device)
-        if self.precision in ("fp16", "autocast") and device.type != "cuda":
-            raise LabError(f"--set precision={self.precision}: needs CUDA; use fp32 on CPU")
+        self.precision = self._checked_precision()
         seed_everything(seed)
         setup_start = time.perf_counter()
         if device.type == "cuda":
@@ -243,20 +283,51 @@ class Trainer:
         self.whitening_s = 0.0
         filters = self._whitening(data) if config.whitening else None
         self.preprocess_s = self.pipeline.preprocess_s + self.whitening_s
-        self.model = build_network(config, filters).to(device)
-        if self.precision == "fp16":
-            self.model = self.model.half()  # the original: everything fp16, BN included
-            if config.bn_precision == "fp32":
-                for module in self.model.modules():
-                    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                        module.float()  # cuDNN's BN takes fp16 activations, fp32 parameters
+        self.model = self._model(filters)
         self.optimizer = _optimizer(self.model, config)
         self.ema = WeightAverage(self.model, config.ema_rho) if config.ema_rho else None
-        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "autocast" else None
+        self.scaler = self._scaler()
         self.schedule = config.schedule
         self.setup_s = time.perf_counter() - setup_start - self.preprocess_s
-        self.bulk_generator = torch.Generator().manual_seed(seed + 1)
+        # The device pipeline draws its permutations where its data is (no copy per draw).
+        generator_device = device if config.data_path == "device" else torch.device("cpu")
+        self.bulk_generator = torch.Generator(generator_device).manual_seed(seed + 1)
         self.rng_calls = 0
+        self.warmup_s = 0.0
+
+    def _scaler(self) -> torch.amp.GradScaler | None:
+        """autocast's gradient scaler, on the model's device. Its usual first scale (2^16)
+        assumes a mean loss; the summed loss is already `batch_size` x larger, so it starts
+        that much lower instead of skipping its first steps on overflow."""
+        if self.precision != "autocast":
+            return None
+        return torch.amp.GradScaler(self.device.type, init_scale=2.0**16 / self.config.batch_size)
+
+    def _checked_precision(self) -> str:
+        precision = resolve_precision(self.config, self.device)
+        if precision == "autocast" and self.device.type == "cpu":
+            # fp16 autocast needs the CPU's fp16 kernels (torch >= 2.4 has them for convs).
+            probe = torch.nn.Conv2d(3, 1, 3)
+            try:
+                with torch.autocast("cpu", dtype=torch.float16):
+                    probe(torch.zeros(1, 3, 4, 4))
+            except RuntimeError as error:
+                raise LabError(
+                    f"--set precision=autocast: this CPU build cannot ({error})"
+                ) from None
+        return precision
+
+    def _model(self, filters: torch.Tensor | None) -> torch.nn.Module:
+        """The network on the device, in the run's precision."""
+        model = build_network(self.config, filters).to(self.device)
+        if self.precision != "fp16":
+            return model
+        model = model.half()  # the original: everything fp16, BN included
+        if self.config.bn_precision == "fp32":
+            for module in model.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.float()  # cuDNN's BN takes fp16 activations, fp32 parameters
+        return model
 
     def _pipeline(self, data: Cifar) -> LoaderPipeline | DevicePipeline:
         if self.config.data_path == "device":
@@ -281,12 +352,11 @@ class Trainer:
         )
 
     def _whitening(self, data: Cifar) -> torch.Tensor:
-        """The whitening filters from the first `whitening_images` training images, timed as
-        one-off preprocessing."""
+        """The whitening filters from a seeded sample of `whitening_images` training images
+        (`whitening_sample`), timed as one-off preprocessing."""
         start = self.timer.now()
-        images = normalise(
-            data.train_images[: self.config.whitening_images], self.device, torch.float32
-        )
+        sample = whitening_sample(len(data.train_labels), self.config)
+        images = normalise(data.train_images[sample], self.device, torch.float32)
         filters = whitening_filters(images, self.config.whitening_eps)
         self.whitening_s = self.timer.now() - start
         return filters
@@ -303,19 +373,87 @@ class Trainer:
     def _autocast(self) -> AbstractContextManager:
         """Mixed precision for `precision=autocast`; nothing otherwise."""
         if self.precision == "autocast":
-            return torch.autocast("cuda", dtype=torch.float16)
+            return torch.autocast(self.device.type, dtype=torch.float16)
         return nullcontext()
 
     def _loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The loss summed over the batch (Page's `loss.sum()`), scaled to a whole batch when
+        the last one is short, so every step is the mean-loss step at the configured rate
+        (`_optimizer`, `_set_lr`). Summed, an fp16 model's gradients are `batch_size` x
+        larger than a mean's: at batch 512 and the ResNet-9's logit scale of 1/16 the mean's
+        fall into fp16's subnormal range, where they lose precision (docs/series.md)."""
         with self._autocast():
             logits = self.model(images)
-            # PyTorch's smoothing is (1 - a) CE + a mean_k(-log softmax_k): the source's form.
-            return F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
+        # PyTorch's smoothing is (1 - a) CE + a mean_k(-log softmax_k): the source's form.
+        # In fp32: a sum of 512 losses in fp16 keeps ~3 significant digits.
+        summed = F.cross_entropy(
+            logits.float(), labels, label_smoothing=self.config.label_smoothing, reduction="sum"
+        )
+        return summed * (self.config.batch_size / len(labels))
 
-    def _set_lr(self, epoch: float) -> None:
-        rate = self.schedule(epoch)
+    def _set_lr(self, epoch_index: int, step: int) -> None:
+        """The schedule at this step, per summed example (divided by the batch size). Page's
+        update reads it one step on (his step counter is incremented first), so its first
+        step does not have rate 0."""
+        position = step + (1 if self.config.sgd_update == "page" else 0)
+        rate = self.schedule(epoch_index + position / self.pipeline.steps_per_epoch)
         for group in self.optimizer.param_groups:
-            group["lr"] = rate * group["lr_scale"]
+            group["lr"] = rate * group["lr_scale"] / self.config.batch_size
+
+    def _warmup_shapes(self) -> tuple[list[int], list[int]]:
+        """Batch sizes the run's training and evaluation will see (a short last batch too)."""
+        train_size, test_size = self.pipeline.train_size, self.pipeline.test_size
+        train = [min(self.config.batch_size, train_size)]
+        if not self.config.drop_last and train_size % self.config.batch_size:
+            train.append(train_size % self.config.batch_size)
+        test = [min(self.config.test_batch_size, test_size)]
+        if test_size % self.config.test_batch_size and test_size > self.config.test_batch_size:
+            test.append(test_size % self.config.test_batch_size)
+        return train, test
+
+    def warm_up(self) -> float:
+        """One forward and backward per training batch shape, one evaluation forward per test
+        batch shape, on a copy of the model, before the timer starts (Page's `warmup_cudnn`):
+        with `cudnn.benchmark` the first batch of a shape otherwise autotunes its kernels inside
+        the timed region. The copy leaves the run's weights, BatchNorm statistics, optimiser
+        and RNG untouched. Returns the seconds it took."""
+        start = self.timer.now()
+        model = copy.deepcopy(self.model)
+        dtype = torch.float16 if self.precision == "fp16" else torch.float32
+        train_shapes, test_shapes = self._warmup_shapes()
+        model.train()
+        for size in train_shapes:
+            images = torch.zeros(size, 3, 32, 32, device=self.device, dtype=dtype)
+            labels = torch.zeros(size, dtype=torch.int64, device=self.device)
+            with self._autocast():
+                logits = model(images)
+            F.cross_entropy(logits.float(), labels, reduction="sum").backward()
+        model.eval()
+        with torch.no_grad():
+            for size in test_shapes:
+                self._logits(model, torch.zeros(size, 3, 32, 32, device=self.device, dtype=dtype))
+        del model
+        self.warmup_s = self.timer.now() - start
+        return self.warmup_s
+
+    def _step(
+        self, images: torch.Tensor, labels: torch.Tensor, step: int, phase: Phase
+    ) -> torch.Tensor:
+        """One optimiser step (and the EMA's update when due); returns the loss."""
+        with phase("forward"):
+            loss = self._loss(images, labels)
+        with phase("backward"):
+            self.optimizer.zero_grad(set_to_none=True)
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        with phase("optimizer"):
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            if self.ema is not None and step % self.config.ema_every == 0:
+                self.ema.update()
+        return loss
 
     def train_epoch(
         self,
@@ -323,39 +461,26 @@ class Trainer:
         phase: Phase = no_phase,
         after_step: Callable[[], None] | None = None,
         max_steps: int | None = None,
-    ) -> tuple[float, float, float, int, int]:
-        """One pass (or its first `max_steps` steps); returns (wall seconds, seconds waiting
-        for data, mean loss, steps, images). `phase` labels the parts of a step; `after_step`
-        runs after each. The epoch's random draws (bulk choices, device-side augmentation) are
-        inside the timed region: they are per-epoch work."""
+    ) -> PassResult:
+        """One pass (or its first `max_steps` steps). `phase` labels the parts of a step;
+        `after_step` runs after each. The epoch's random draws (bulk choices, device-side
+        augmentation) are inside the timed region: they are per-epoch work."""
         self.model.train()
-        steps_per_epoch = self.pipeline.steps_per_epoch
         # Summed on the device so the loop never forces a sync just to log the loss.
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float32)
         waited, seen, steps = 0.0, 0, 0
         start = self.timer.now()
         batches, up_front_calls = self.pipeline.epoch(self.bulk_generator)
         self.rng_calls += up_front_calls
-        for step, ((images, labels, rng_calls), wait) in enumerate(_timed_batches(batches, phase)):
+        timed = _timed_batches(batches, phase, self._first_batch_clock())
+        for step, ((images, labels, rng_calls), wait) in enumerate(timed):
             waited += wait
             self.rng_calls += int(rng_calls.sum())
-            self._set_lr(epoch_index + step / steps_per_epoch)
+            self._set_lr(epoch_index, step)
             with phase("h2d"):
                 images, labels = self._inputs(images, labels)
-            with phase("forward"):
-                loss = self._loss(images, labels)
-            with phase("backward"):
-                self.optimizer.zero_grad(set_to_none=True)
-                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-            with phase("optimizer"):
-                if self.scaler is not None:
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                else:
-                    self.optimizer.step()
-                if self.ema is not None and step % self.config.ema_every == 0:
-                    self.ema.update()
-            loss_sum += loss.detach().float() * len(labels)
+            loss = self._step(images, labels, step, phase)
+            loss_sum += loss.detach() * (len(labels) / self.config.batch_size)
             seen += len(labels)
             steps += 1
             if after_step is not None:
@@ -363,7 +488,11 @@ class Trainer:
             if max_steps is not None and steps >= max_steps:
                 break
         elapsed = self.timer.now() - start
-        return elapsed, waited, float(loss_sum) / max(seen, 1), steps, seen
+        return PassResult(elapsed, waited, float(loss_sum) / max(seen, 1), steps, seen)
+
+    def _first_batch_clock(self) -> Callable[[], float]:
+        """The device pipeline's first batch queues the epoch's augmentation on the device."""
+        return self.timer.now if self.config.data_path == "device" else time.perf_counter
 
     def _logits(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
         """Evaluation logits; with flip TTA the mean over each image and its mirror."""
@@ -374,8 +503,8 @@ class Trainer:
             return logits
 
     @torch.no_grad()
-    def evaluate(self, phase: Phase = no_phase) -> tuple[float, float, float]:
-        """Test-set pass; returns (wall seconds, seconds waiting for data, accuracy). With an
+    def evaluate(self, phase: Phase = no_phase) -> EvalResult:
+        """Test-set pass. With an
         EMA the averaged copy is evaluated (and stays in eval mode, as in the source, so ghost
         BatchNorm averages its split statistics once)."""
         model = self.ema.model if self.ema is not None else self.model
@@ -383,7 +512,8 @@ class Trainer:
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
         waited = 0.0
         start = self.timer.now()
-        for (images, labels, _), wait in _timed_batches(self.pipeline.test_batches(), phase):
+        test_batches = self.pipeline.test_batches()
+        for (images, labels, _), wait in _timed_batches(test_batches, phase):
             waited += wait
             with phase("h2d"):
                 images, labels = self._inputs(images, labels)
@@ -391,7 +521,7 @@ class Trainer:
                 logits = self._logits(model, images)
             correct += (logits.argmax(dim=1) == labels).sum()
         elapsed = self.timer.now() - start
-        return elapsed, waited, int(correct) / self.pipeline.test_size
+        return EvalResult(elapsed, waited, int(correct) / self.pipeline.test_size)
 
 
 EpochCallback = Callable[[EpochStats, int], None]
@@ -406,6 +536,7 @@ def run_training(
 ) -> RunResult:
     """Train `config` on `data` (already subset) and measure everything the record needs."""
     trainer = Trainer(config, data, device, seed)
+    trainer.warm_up()
     result = RunResult(
         device=str(device),
         precision=trainer.precision,
@@ -414,6 +545,7 @@ def run_training(
         preprocess_s=trainer.preprocess_s,
         whitening_s=trainer.whitening_s,
         setup_s=trainer.setup_s,
+        warmup_s=trainer.warmup_s,
     )
     # Garbage left by the previous run (another variant's network, loaders, arrays) would
     # otherwise be collected inside this run's timed region, charging one variant for another.
@@ -421,19 +553,19 @@ def run_training(
     cpu_main_start, cpu_children_start = _cpu_seconds()
     passes = steps_per_pass(config, trainer.pipeline.train_size)
     for epoch_index, steps in enumerate(passes):
-        train_s, train_wait, loss, done, images = trainer.train_epoch(epoch_index, max_steps=steps)
-        eval_s, eval_wait, accuracy = trainer.evaluate()
+        trained = trainer.train_epoch(epoch_index, max_steps=steps)
+        evaluated = trainer.evaluate()
         stats = EpochStats(
             epoch=epoch_index + 1,
-            train_s=train_s,
-            eval_s=eval_s,
-            train_data_wait_s=train_wait,
-            eval_data_wait_s=eval_wait,
-            train_loss=loss,
-            test_accuracy=accuracy,
-            images_per_s=images / train_s,
-            train_steps=done,
-            trained_images=images,
+            train_s=trained.seconds,
+            eval_s=evaluated.seconds,
+            train_data_wait_s=trained.data_wait_s,
+            eval_data_wait_s=evaluated.data_wait_s,
+            train_loss=trained.mean_loss,
+            test_accuracy=evaluated.accuracy,
+            images_per_s=trained.images / trained.seconds,
+            train_steps=trained.steps,
+            trained_images=trained.images,
         )
         result.epochs.append(stats)
         if on_epoch is not None:

@@ -1,0 +1,77 @@
+"""What only a GPU can show, written now so the GPU run only has to run them (`-m cuda`);
+skipped cleanly without one (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from lab.train.clock import CudaClock, PhaseTimes
+from lab.train.data import subset
+from lab.train.pipeline import build_pipeline
+from lab.train.trainer import Trainer, no_phase, run_training
+from tests.test_gpu_ready import SMALL, final_variant, first_batch, gradients
+
+pytestmark = pytest.mark.cuda
+GPU = torch.device("cuda")
+
+
+def gpu_trainer(config, cifar) -> Trainer:
+    data = subset(cifar, config.train_images, config.test_images, config.subset_seed)
+    return Trainer(config, data, GPU, 0)
+
+
+def test_cuda_clock_times_the_work_not_the_launch():
+    clock, times = CudaClock(), PhaseTimes(CudaClock())
+    a = torch.randn(4096, 4096, device=GPU)
+    torch.cuda.synchronize()
+    with times.phase("forward"):
+        for _ in range(20):
+            a = a @ a / 4096
+    times.end_step()
+    start = clock.mark()
+    torch.cuda.synchronize()
+    assert clock.seconds(start, clock.mark()) >= 0
+    # 20 matmuls of 4096^3 take milliseconds; their launches, microseconds.
+    assert times.totals["forward"] > 1e-3
+
+
+@pytest.mark.parametrize("precision", ["fp16", "autocast"])
+def test_fp16_and_autocast_steps_on_cuda(precision, real_cifar):
+    """The final variant at the article's width on the GPU's own kernels (docs/series.md has
+    the CPU's figures, and why the ResNet-18 in fp16 is further off)."""
+    reference = gpu_trainer(final_variant(precision="fp32", width=64), real_cifar)
+    low = gpu_trainer(final_variant(precision=precision, width=64), real_cifar)
+    low.model.load_state_dict(reference.model.state_dict())
+    images, labels = first_batch(reference)
+    full, half = gradients(reference, images, labels), gradients(low, images, labels)
+    for name in full:
+        cosine = F.cosine_similarity(full[name].flatten(), half[name].flatten(), dim=0)
+        assert cosine >= 0.99 and half[name].any(), name
+    low._set_lr(0, 1)
+    assert torch.isfinite(low._step(*low._inputs(images, labels), 1, no_phase))
+
+
+def test_device_pipeline_on_cuda_draws_on_the_device(real_cifar):
+    config = final_variant(width=16, epochs=0.5)
+    trainer = gpu_trainer(config, real_cifar)
+    assert trainer.bulk_generator.device.type == "cuda"
+    images, labels = first_batch(trainer)
+    assert images.is_cuda and labels.is_cuda and images.dtype == torch.float16
+    data = subset(real_cifar, config.train_images, config.test_images, config.subset_seed)
+    result = run_training(config, data, GPU, seed=0)
+    assert result.warmup_s > 0 and result.rng_calls == 5
+
+
+def test_pinned_memory_batches_on_cuda(real_cifar):
+    config = dataclasses.replace(SMALL, train_workers=2)
+    data = subset(real_cifar, config.train_images, config.test_images, config.subset_seed)
+    pipeline = build_pipeline(
+        config, data.train_images, data.train_labels, data.test_images, data.test_labels,
+        seed=0, pin_memory=True,
+    )
+    images, _, _ = next(iter(pipeline.train_loader))
+    assert images.is_pinned()
