@@ -53,10 +53,10 @@ PRESETS: dict[str, Preset] = {
             _scaled(1, width=8, train_images=4000, test_images=500, target_accuracy=0.2),
             rounds=5,
         ),
+        # A 2-core CPU scale where the late recipes act: 1/4 of the article's epochs, so the
+        # final variant takes 50 optimiser steps (docs/presets.md).
         Preset(
             "cpu-series-long",
-            "a 2-core CPU scale where the late recipes act: width 8, 10,240/500 images, "
-            "8.75 epochs (1/4 of the article's; the final variant takes 50 steps), 3 rounds",
             _scaled(8.75, width=8, train_images=10_240, test_images=500, target_accuracy=0.2),
             rounds=3,
         ),
