@@ -126,7 +126,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 
 # ----------------------------------------------------------------------------- shared jobs
 
-ALL_ROUNDS = 3
+ALL_ROUNDS = 3  # the fewest the statistics assess (a 95% interval needs 3 rounds)
 LOO_STEPS = ["single_worker", "main_thread_aug"]
 LOO_ROUNDS = 3
 
