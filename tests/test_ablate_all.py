@@ -14,23 +14,24 @@ import pytest
 
 from lab.engine.job import Job
 from lab.recipe.registry import CONTROL_NAME
-from tests.conftest import REPO, VARIANT_NAMES, assert_one_line_error, read_jsonl, run_lab
+from tests.conftest import (
+    ALL_ROUNDS,
+    REPO,
+    STEP_NAMES,
+    VARIANT_NAMES,
+    assert_one_line_error,
+    call_cli,
+    read_jsonl,
+    run_lab,
+)
 
 VARIANTS = VARIANT_NAMES
 JOB_VARIANTS = [*VARIANT_NAMES, CONTROL_NAME]
-ROUNDS = 3
+ROUNDS = ALL_ROUNDS
 
 
 def _records(out):
     return read_jsonl(out / "results.jsonl")
-
-
-@pytest.fixture(scope="module")
-def all_out(tmp_path_factory):
-    out = tmp_path_factory.mktemp("all") / "out"
-    result = run_lab("--all", "--preset", "smoke", "--rounds", str(ROUNDS), "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    return out
 
 
 def test_rounds_run_every_variant_once_in_the_recorded_shuffled_order(all_out):
@@ -100,7 +101,7 @@ def test_control_and_power_are_in_the_summary_and_the_report(all_out):
     assert control["rounds"] == ROUNDS
     power = summary["power"]
     assert power["min_detectable_pct"] > 0 and power["paired_sd_pct"] > 0
-    assert power["degrees_of_freedom"] == 7 * (ROUNDS - 1)  # 6 steps + the control
+    assert power["degrees_of_freedom"] == (len(STEP_NAMES) + 1) * (ROUNDS - 1)  # + the control
     report = (all_out / "report.md").read_text()
     assert "## Noise floor and power" in report
     assert f"**Control** (`{CONTROL_NAME}`" in report
@@ -131,7 +132,7 @@ def test_report_rebuilds_from_the_records_alone(all_out, tmp_path):
     copy.mkdir()
     for name in ("results.jsonl", "plan.json", "profile.jsonl", "sessions.jsonl"):
         (copy / name).write_bytes((all_out / name).read_bytes())
-    result = run_lab(str(copy), module="lab.report")
+    result = call_cli(str(copy), module="lab.report")
     assert result.returncode == 0, result.stderr
     assert json.loads((copy / "summary.json").read_text()) == json.loads(
         (all_out / "summary.json").read_text()
@@ -139,27 +140,12 @@ def test_report_rebuilds_from_the_records_alone(all_out, tmp_path):
     assert (copy / "report.md").read_text() == (all_out / "report.md").read_text()
     # Timings alone (no profile.jsonl) still make a full report, minus the breakdown.
     (copy / "profile.jsonl").unlink()
-    assert run_lab(str(copy), module="lab.report").returncode == 0
+    assert call_cli(str(copy), module="lab.report").returncode == 0
     assert "Not profiled" in (copy / "report.md").read_text()
 
 
-def test_report_does_not_import_the_training_stack():
-    """Reports and comparisons are rebuilt from records alone: importing them loads neither
-    torch (its profiler comes with it) nor the lab's training code."""
-    code = (
-        "import sys, lab.report, lab.compare; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or m in "
-        "('lab.train.trainer', 'lab.profiling.passes', 'lab.train.pipeline', "
-        "'lab.engine.runner', 'lab.train.network')))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "[]"
-
-
 def test_report_of_a_folder_without_results_is_a_clean_error(tmp_path):
-    assert_one_line_error(run_lab(str(tmp_path), module="lab.report"), "no such results file")
+    assert_one_line_error(call_cli(str(tmp_path), module="lab.report"), "no such results file")
 
 
 RESUME_STEPS = ["cached_preprocessing", "main_thread_aug"]
@@ -242,44 +228,65 @@ def test_resume_refuses_other_code_or_configs(all_out, tmp_path):
             plan["variants"]["+bulk_rng"]["width"] = 99
             fragment = "configs differ from the stored plan"
         (out / "plan.json").write_text(json.dumps(plan))
-        assert_one_line_error(run_lab("--resume", str(out)), fragment)
+        assert_one_line_error(call_cli("--resume", str(out)), fragment)
 
 
 @pytest.mark.parametrize(
     "flags,fragment",
     [
-        (["--rounds", "5"], "rounds=5 (the job has 3)"),
+        (["--rounds", "5"], f"rounds=5 (the job has {ROUNDS})"),
         (["--preset", "cpu"], "preset='cpu' (the job has 'smoke')"),
         (["--steps", "bulk_rng"], "steps=('bulk_rng',)"),
         (["--set", "width=8"], "overrides=('width=8',)"),
         (["--no-control"], "control=False (the job has True)"),
         (["--leave-one-out"], "leave_one_out=True (the job has False)"),
         (["--profile-passes", "2"], "profile_passes=2 (the job has 1)"),
+        (["--seed", "3"], "seed=3 (the job has 0)"),
+        (["--with-stack"], "with_stack=True (the job has False)"),
+        (["--no-warmup"], "warmup=False (the job has True)"),
+        (["--no-profile"], "profile=False (the job has True)"),
+        (["--peak-tflops", "100"], "peak_tflops=100.0 (the job has None)"),
     ],
 )
 def test_resume_refuses_flags_that_would_change_the_job(all_out, tmp_path, flags, fragment):
     out = tmp_path / "out"
     _copy_job(all_out, out)
+    before = (out / "results.jsonl").read_bytes()
     assert_one_line_error(
-        run_lab("--resume", str(out), *flags), "flags would change the job", fragment
+        call_cli("--resume", str(out), *flags), "flags would change the job", fragment
+    )
+    assert (out / "results.jsonl").read_bytes() == before
+
+
+def test_resume_refuses_another_order_seed(all_out, tmp_path):
+    out = tmp_path / "out"
+    plan = _copy_job(all_out, out)
+    other = plan["job"]["order_seed"] + 1
+    assert_one_line_error(
+        call_cli("--resume", str(out), "--order-seed", str(other)),
+        f"order_seed={other} (the job has {plan['job']['order_seed']})",
     )
 
 
-def test_resume_uses_the_jobs_own_data_and_refuses_other_data(all_out, tmp_path, real_cifar):
+def test_resume_uses_the_jobs_own_data_and_refuses_other_data(
+    all_out, tmp_path, real_cifar, monkeypatch
+):
     out = tmp_path / "out"
     plan = _copy_job(all_out, out)
     # The job's own data is used whatever $LAB_DATA says now.
-    elsewhere = run_lab("--resume", str(out), "--plan", env={"LAB_DATA": str(tmp_path / "none")})
+    with monkeypatch.context() as elsewhere_env:
+        elsewhere_env.setenv("LAB_DATA", str(tmp_path / "none"))
+        elsewhere = call_cli("--resume", str(out), "--plan")
     assert elsewhere.returncode == 0, elsewhere.stderr
     other = tmp_path / "other-data"
     for split in ("train", "test"):
         (other / split / "airplane").mkdir(parents=True)
     assert_one_line_error(
-        run_lab("--resume", str(out), "--data", str(other)), "flags would change the job", "data"
+        call_cli("--resume", str(out), "--data", str(other)), "flags would change the job", "data"
     )
     plan["job"]["data"]["fingerprint"] = "0" * 24  # the files changed since the job started
     (out / "plan.json").write_text(json.dumps(plan))
-    assert_one_line_error(run_lab("--resume", str(out)), "the job's data changed")
+    assert_one_line_error(call_cli("--resume", str(out)), "the job's data changed")
 
 
 def test_where_the_time_goes_and_the_floor_are_reported(all_out):
@@ -362,8 +369,9 @@ def test_tensorboard_serves_every_variant_with_dataloader_time(all_out):
     from lab.tensorboard import free_port
 
     port = free_port()
+    args = [str(all_out), "--host", "127.0.0.1", "--port", str(port)]
     server = subprocess.Popen(
-        [sys.executable, "-m", "lab.tensorboard", str(all_out), "--port", str(port)],
+        [sys.executable, "-m", "lab.tensorboard", *args],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -381,15 +389,9 @@ def test_tensorboard_serves_every_variant_with_dataloader_time(all_out):
             assert time.monotonic() < deadline, runs
             time.sleep(1)
         assert runs["runs"] == [
-            "00-baseline",
-            "01-bn_dedupe",
-            "02-smooth_lr",
-            "03-cached_preprocessing",
-            "04-single_worker",
-            "05-bulk_rng",
-            "06-main_thread_aug",
+            f"{index:02d}-{name}" for index, name in enumerate(["baseline", *STEP_NAMES])
         ]
-        for run in ("00-baseline", "06-main_thread_aug"):
+        for run in (runs["runs"][0], runs["runs"][-1]):
             (worker,) = _get_json(f"{base}/workers?run={run}&view=Overview")
             (span,) = _get_json(f"{base}/spans?run={run}&worker={worker}")
             overview = _get_json(f"{base}/overview?run={run}&worker={worker}&span={span}")
@@ -399,7 +401,8 @@ def test_tensorboard_serves_every_variant_with_dataloader_time(all_out):
         assert {"train_loss", "test_accuracy", "epoch_s", "images_per_s"} <= set(
             scalars["00-baseline"]
         )
-        assert "07-baseline-control" in scalars  # the control's scalars, beside the chain's
+        # The control's scalars, beside the chain's.
+        assert f"{len(VARIANTS):02d}-baseline-control" in scalars
         images = _get_json(f"http://127.0.0.1:{port}/data/plugin/images/tags")
         assert "waterfall" in images["waterfall"]
         assert "breakdown" in images["breakdown"]

@@ -9,33 +9,14 @@ import pytest
 
 from lab.recipe.registry import CONTROL_NAME
 from lab.render.words import interaction_reading
-from tests.conftest import assert_one_line_error, read_jsonl, run_lab
+from tests.conftest import LOO_ROUNDS, assert_one_line_error, call_cli, read_jsonl
 
-STEPS = ["single_worker", "main_thread_aug"]
-ROUNDS = 3
-
-
-@pytest.fixture(scope="module")
-def loo_out(tmp_path_factory):
-    out = tmp_path_factory.mktemp("loo") / "out"
-    result = run_lab(
-        "--steps",
-        ",".join(STEPS),
-        "--leave-one-out",
-        "--preset",
-        "smoke",
-        "--rounds",
-        str(ROUNDS),
-        "--no-profile",
-        "--out",
-        str(out),
-    )
-    assert result.returncode == 0, result.stderr
-    return out
+ROUNDS = LOO_ROUNDS
 
 
 def test_leave_one_out_runs_every_step_but_one_in_every_round(loo_out):
-    timed = [r for r in read_jsonl(loo_out / "results.jsonl") if not r["warmup"]]
+    timed = read_jsonl(loo_out / "results.jsonl")
+    assert not any(r["warmup"] for r in timed)  # the job ran with --no-warmup
     names = ["baseline", "+single_worker", "+main_thread_aug", CONTROL_NAME, "-single_worker"]
     for round_index in range(ROUNDS):
         assert sorted(r["variant"] for r in timed if r["round"] == round_index) == sorted(names)
@@ -91,7 +72,7 @@ def _derived(loo_out, tmp_path, name, change):
 
 
 def test_compare_a_job_with_itself_finds_no_difference(loo_out):
-    result = run_lab(str(loo_out), str(loo_out), "--json", module="lab.compare")
+    result = call_cli(str(loo_out), str(loo_out), "--json", module="lab.compare")
     assert result.returncode == 0, result.stderr
     comparison = json.loads(result.stdout)
     assert [row["variant"] for row in comparison["variants"]][:3] == [
@@ -133,7 +114,7 @@ def _main_thread_aug_saving(loo_out, tmp_path, name, ratio):
 def test_compare_finds_a_variant_made_30_percent_faster(loo_out, tmp_path):
     steady_out = _main_thread_aug_saving(loo_out, tmp_path, "steady", 0.8)
     faster_out = _main_thread_aug_saving(loo_out, tmp_path, "faster", 0.8 * 0.7)
-    result = run_lab(str(steady_out), str(faster_out), "--json", module="lab.compare")
+    result = call_cli(str(steady_out), str(faster_out), "--json", module="lab.compare")
     assert result.returncode == 0, result.stderr
     comparison = json.loads(result.stdout)
     rows = {row["variant"]: row["b_over_a"] for row in comparison["variants"]}
@@ -145,23 +126,23 @@ def test_compare_finds_a_variant_made_30_percent_faster(loo_out, tmp_path):
     assert step["difference_pct_points"] == pytest.approx(
         step["saved_pct"][1]["estimate"] - step["saved_pct"][0]["estimate"]
     )
-    text = run_lab(str(steady_out), str(faster_out), module="lab.compare").stdout
+    text = call_cli(str(steady_out), str(faster_out), module="lab.compare").stdout
     assert "B/A" in text and "+main_thread_aug" in text and "saved in A" in text
 
 
 def test_compare_rejects_bad_input_with_one_line(loo_out, tmp_path):
     missing = tmp_path / "missing"
     assert_one_line_error(
-        run_lab(str(missing), str(loo_out), module="lab.compare"), "no such folder"
+        call_cli(str(missing), str(loo_out), module="lab.compare"), "no such folder"
     )
     empty = tmp_path / "empty"
     empty.mkdir()
     assert_one_line_error(
-        run_lab(str(loo_out), str(empty), module="lab.compare"), "OUT_B", "no results.jsonl"
+        call_cli(str(loo_out), str(empty), module="lab.compare"), "OUT_B", "no results.jsonl"
     )
     shorter = _derived(
         loo_out, tmp_path, "shorter", lambda r: None if r["variant"] == "+main_thread_aug" else r
     )
     assert_one_line_error(
-        run_lab(str(loo_out), str(shorter), module="lab.compare"), "jobs of different steps"
+        call_cli(str(loo_out), str(shorter), module="lab.compare"), "jobs of different steps"
     )

@@ -1,26 +1,35 @@
-"""The CLI as a user runs it: plans, lists, errors, and real runs on real data."""
+"""The CLI as a user runs it: plans, lists, errors, every flag, and real runs on real data."""
 
 from __future__ import annotations
 
+import ast
 import json
+import re
+import shutil
 
 import pytest
+import torch
 
 from lab.engine.records import RECORD_SCHEMA_VERSION
 from lab.recipe.registry import CONTROL_NAME
 from tests.conftest import (
+    ALL_ROUNDS,
+    REPO,
     SERIES_STEP_NAMES,
     STEP_NAMES,
     VARIANT_NAMES,
     assert_one_line_error,
+    call_cli,
     read_jsonl,
     run_lab,
 )
 
+CLIS = ("lab.ablate", "lab.report", "lab.compare", "lab.tensorboard")
+
 
 @pytest.fixture(scope="module")
 def dawnbench_plan():
-    result = run_lab("--plan", "--json", "--all", "--preset", "dawnbench", "--device", "cpu")
+    result = call_cli("--plan", "--json", "--all", "--preset", "dawnbench", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     return {v["name"]: v for v in json.loads(result.stdout)["variants"]}
 
@@ -54,7 +63,7 @@ def test_dawnbench_plan_has_seven_cumulative_variants_and_a_control(dawnbench_pl
 
 
 def test_plan_with_leave_one_out_lists_every_step_but_one():
-    result = run_lab("--plan", "--json", "--all", "--leave-one-out", "--preset", "smoke")
+    result = call_cli("--plan", "--json", "--all", "--leave-one-out", "--preset", "smoke")
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
     names = [v["name"] for v in plan["variants"]]
@@ -67,7 +76,7 @@ def test_plan_with_leave_one_out_lists_every_step_but_one():
 
 
 def test_list_prints_steps_in_order_with_claims():
-    result = run_lab("--list")
+    result = call_cli("--list")
     assert result.returncode == 0
     numbered = [line.split() for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert [row[1] for row in numbered] == STEP_NAMES + SERIES_STEP_NAMES
@@ -85,33 +94,61 @@ def test_list_prints_steps_in_order_with_claims():
         (["--runs", "0"], "--rounds 0: must be >= 1"),
         (["--all", "--steps", "bulk_rng"], "--all and --steps"),
         (["--resume", "/nonexistent/out"], "no plan.json"),
+        pytest.param(
+            ["--device", "cuda"],
+            "--device cuda: no CUDA device is available",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available"),
+        ),
     ],
 )
 def test_bad_flags_are_one_line_errors(args, fragment):
-    assert_one_line_error(run_lab("--preset", "smoke", "--plan", *args), fragment)
+    assert_one_line_error(call_cli("--preset", "smoke", "--plan", *args), fragment)
 
 
-def test_help_explains_every_flag():
-    result = run_lab("--help")
-    for flag in (
-        "--preset",
-        "--data",
-        "--out",
-        "--rounds",
-        "--seed",
-        "--order-seed",
-        "--no-control",
-        "--leave-one-out",
-        "--device",
-        "--set",
-        "--all",
-        "--steps",
-        "--list",
-        "--plan",
-        "--resume",
-        "--download",
-    ):
-        assert flag in result.stdout
+def test_a_bad_flag_in_a_real_process_exits_2_without_a_traceback():
+    """What `call_cli` cannot show: the interpreter's own exit status and stderr."""
+    assert_one_line_error(run_lab("--plan", "--rounds", "0"), "--rounds 0: must be >= 1")
+
+
+def test_plan_json_carries_the_flags_that_shape_the_job():
+    args = ["--plan", "--json", "--steps", "bulk_rng", "--preset", "smoke", "--device", "cpu"]
+    args += ["--seed", "5", "--order-seed", "11", "--rounds", "2", "--with-stack"]
+    args += ["--no-warmup", "--no-control", "--no-profile", "--profile-passes", "3"]
+    plan = json.loads(call_cli(*args, "--set", "width=8").stdout)
+    assert (plan["seed"], plan["rounds"], plan["device"]) == (5, 2, "cpu")
+    assert plan["with_stack"] and plan["profile_passes"] == 3
+    assert not plan["warmup"] and not plan["control"] and not plan["profile"]
+    assert [v["name"] for v in plan["variants"]] == ["baseline", "+bulk_rng"]
+    assert all(v["config"]["width"] == 8 for v in plan["variants"])
+    assert "order_seed" not in plan  # a fresh one per job unless given; stored in plan.json
+
+
+def _help_flags(module: str) -> set[str]:
+    """The flags a CLI's `--help` shows."""
+    result = call_cli("--help", module=module)
+    assert result.returncode == 0, result.stderr
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", result.stdout)) - {"--help"}
+
+
+def _strings_in_tests() -> set[str]:
+    """Every string literal of the test files: the arguments the tests pass."""
+    found = set()
+    for path in (REPO / "tests").glob("test_*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                found.add(node.value)
+    return found
+
+
+@pytest.mark.parametrize("module", CLIS)
+def test_every_flag_in_help_is_documented_and_exercised_by_a_test(module):
+    flags = _help_flags(module)
+    assert flags or module in ("lab.report", "lab.compare")
+    docs = (REPO / "README.md").read_text() + "".join(
+        path.read_text() for path in sorted((REPO / "docs").glob("*.md"))
+    )
+    assert not {f for f in flags if not re.search(rf"{f}(?![\w-])", docs)}, "undocumented"
+    assert not flags - _strings_in_tests(), "no test passes these flags"
 
 
 REQUIRED_MEASUREMENTS = {
@@ -147,15 +184,12 @@ def _records(out):
     return read_jsonl(out / "results.jsonl")
 
 
-def test_smoke_baseline_run_writes_a_complete_record(tmp_path):
-    out = tmp_path / "out"
-    result = run_lab("--preset", "smoke", "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    (record,) = _records(out)
+def test_smoke_baseline_run_writes_a_complete_record(all_out):
+    record = next(r for r in _records(all_out) if r["variant"] == "baseline" and not r["warmup"])
+    out = all_out
     assert record["schema_version"] == RECORD_SCHEMA_VERSION
     assert REQUIRED_META <= set(record)
     assert REQUIRED_MEASUREMENTS <= set(record["measurements"])
-    assert record["variant"] == "baseline" and not record["warmup"]
     m = record["measurements"]
     assert len(m["epochs"]) == record["config"]["epochs"] == 2
     assert m["total_s"] == pytest.approx(m["train_s"] + m["eval_s"])
@@ -168,26 +202,38 @@ def test_smoke_baseline_run_writes_a_complete_record(tmp_path):
         assert (out / name).is_file()
 
 
-def test_same_seed_same_result(tmp_path):
-    runs = []
-    for index in range(2):
-        out = tmp_path / f"out{index}"
-        args = ("--preset", "smoke", "--seed", "7", "--no-profile", "--out", str(out))
-        assert run_lab(*args).returncode == 0
-        runs.append(_records(out)[0]["measurements"])
-    assert runs[0]["final_test_accuracy"] == runs[1]["final_test_accuracy"]
-    assert [e["train_loss"] for e in runs[0]["epochs"]] == [
-        e["train_loss"] for e in runs[1]["epochs"]
-    ]
+def test_same_seed_same_result(all_out):
+    """The job trains the baseline's config with one seed several times at different moments
+    (the warm-up and round 0 share seed 0; the control repeats the baseline in every round):
+    each time the same losses and accuracy, and another seed gives other ones."""
+
+    def outcome(record):
+        m = record["measurements"]
+        return m["final_test_accuracy"], [e["train_loss"] for e in m["epochs"]]
+
+    by_seed: dict[int, list] = {}
+    for record in _records(all_out):
+        if record["variant"] in ("baseline", CONTROL_NAME):
+            by_seed.setdefault(record["seed"], []).append(outcome(record))
+    assert sorted(by_seed) == list(range(ALL_ROUNDS))
+    assert len(by_seed[0]) == 3  # the warm-up, the baseline and the control
+    for outcomes in by_seed.values():
+        assert all(o == outcomes[0] for o in outcomes), outcomes
+    assert by_seed[0][0][1] != by_seed[1][0][1]
 
 
-def test_refuses_to_mix_into_an_existing_output(tmp_path):
+def test_refuses_to_mix_into_an_existing_output(all_out, tmp_path):
     out = tmp_path / "out"
-    assert run_lab("--preset", "smoke", "--no-profile", "--out", str(out)).returncode == 0
-    assert_one_line_error(run_lab("--preset", "smoke", "--out", str(out)), "use --resume")
+    out.mkdir()
+    shutil.copy(all_out / "results.jsonl", out / "results.jsonl")
+    before = (out / "results.jsonl").read_bytes()
+    assert_one_line_error(call_cli("--preset", "smoke", "--out", str(out)), "use --resume")
+    assert (out / "results.jsonl").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["results.jsonl"]
 
 
-def test_cpu_preset_network_learns_on_real_data(tmp_path):
+@pytest.mark.slow
+def test_cpu_preset_network_learns_on_real_data(tmp_path, real_data_path):
     """The cpu preset is a timing scale (1 epoch: just above chance); the same network and
     subset given 3 epochs learns well above chance (10%), as docs/presets.md says."""
     out = tmp_path / "out"
@@ -207,7 +253,7 @@ def test_cpu_preset_network_learns_on_real_data(tmp_path):
 
 
 def test_series_full_plan_at_the_articles_scale():
-    result = run_lab(
+    result = call_cli(
         "--plan", "--json", "--series", "full", "--preset", "dawnbench", "--device", "cpu"
     )
     assert result.returncode == 0, result.stderr
@@ -229,10 +275,10 @@ def test_series_full_plan_at_the_articles_scale():
 
 
 def test_list_shows_each_steps_part_time_and_accuracy():
-    result = run_lab("--list")
+    result = call_cli("--list")
     assert result.returncode == 0, result.stderr
     assert "Part 8: -7.5 s -> 26 s on a V100, 94.1% (with TTA)" in result.stdout
-    rows = json.loads(run_lab("--list", "--json").stdout)
+    rows = json.loads(call_cli("--list", "--json").stdout)
     assert [r["part"] for r in rows][6:11] == [2, 3, 3, 3, 4]
     fp32 = next(r for r in rows if r["name"] == "fp32_batchnorm")
     assert fp32["needs_precision"] == "fp16" and fp32["article_time_s"] == 186
@@ -247,4 +293,4 @@ def test_list_shows_each_steps_part_time_and_accuracy():
     ],
 )
 def test_series_flags_that_cannot_run_fail_in_one_line(args, fragments):
-    assert_one_line_error(run_lab("--plan", "--preset", "smoke", *args), *fragments)
+    assert_one_line_error(call_cli("--plan", "--preset", "smoke", *args), *fragments)

@@ -6,21 +6,15 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from lab.engine import floor
 from lab.engine.floor import floor_seconds, measure_peak_tflops, vendor_peak_tflops
-from lab.profiling.passes import (
-    DATALOADER_TWIN,
-    breakdown_from_trace,
-    profile_in_subprocess,
-    recorded_steps,
-)
-from lab.recipe.presets import PRESETS
-from lab.recipe.registry import Variant, cumulative_variants, get_steps
-from lab.train.data import subset
-from tests.conftest import STEP_NAMES, assert_one_line_error, run_lab
+from lab.profiling.passes import DATALOADER_TWIN, breakdown_from_trace, recorded_steps
+from tests.conftest import STEP_NAMES, assert_one_line_error, call_cli, read_jsonl
 
 
 def _event(name, ts, dur, cat="user_annotation"):
@@ -56,12 +50,11 @@ def test_breakdown_of_a_crafted_trace(tmp_path):
     [[], STEP_NAMES],
     ids=["baseline", "final"],
 )
-def test_profiled_pass_writes_a_trace_with_dataloader_events(steps, real_cifar, tmp_path):
-    base = PRESETS["smoke"].config
-    variant: Variant = cumulative_variants(base, get_steps(steps) if steps else [])[-1]
-    data = subset(real_cifar, base.train_images, base.test_images, base.subset_seed)
-    result = profile_in_subprocess(variant, data, torch.device("cpu"), seed=0, run_dir=tmp_path)
-    trace = tmp_path / result["trace"]
+def test_profiled_pass_writes_a_trace_with_dataloader_events(steps, all_out):
+    """The profiled passes of the suite's end-to-end job (smoke preset, real data)."""
+    variant = f"+{steps[-1]}" if steps else "baseline"
+    (result,) = [r for r in read_jsonl(all_out / "profile.jsonl") if r["variant"] == variant]
+    trace = all_out / "tb" / result["tb_run"] / result["trace"]
     assert trace.name.endswith(".pt.trace.json.gz")
     with gzip.open(trace, "rt") as handle:
         events = [e for e in json.load(handle)["traceEvents"] if e.get("ph") == "X"]
@@ -80,7 +73,7 @@ def test_profiled_pass_writes_a_trace_with_dataloader_events(steps, real_cifar, 
 
 
 def test_floor_of_the_article_is_about_39_seconds():
-    result = run_lab(
+    result = call_cli(
         "--plan", "--json", "--preset", "dawnbench", "--device", "cpu", "--peak-tflops", "125"
     )
     assert result.returncode == 0, result.stderr
@@ -89,36 +82,33 @@ def test_floor_of_the_article_is_about_39_seconds():
     assert baseline["floor_s"] == pytest.approx(38.6, abs=0.1)  # the article's "40 seconds"
 
 
-def test_vendor_peaks_and_measured_peak():
+def test_vendor_peaks_and_floor_seconds():
     assert vendor_peak_tflops("Tesla V100-SXM2-16GB") == 125.0
     assert vendor_peak_tflops("NVIDIA A100-SXM4-40GB") == 312.0
     assert vendor_peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
     assert vendor_peak_tflops("NVIDIA H200") == 989.0
     assert vendor_peak_tflops("cpu (AMD EPYC)") is None
-    assert measure_peak_tflops(torch.device("cpu"), torch.float32, size=256, repeats=2) > 0
     assert floor_seconds(125e12, 125.0) == pytest.approx(1.0)
 
 
+def test_measured_peak_is_the_fastest_of_the_timed_multiplies(monkeypatch):
+    """2 n^3 FLOPs over the best of the repeats, the warm-up multiply untimed: a clock that
+    reads 3 ms, 1 ms and 2 ms for the three repeats gives 2 * 256^3 / 1 ms."""
+    readings = iter([10.0, 10.003, 20.0, 20.001, 30.0, 30.002])
+    monkeypatch.setattr(floor, "time", SimpleNamespace(perf_counter=lambda: next(readings)))
+    peak = measure_peak_tflops(torch.device("cpu"), torch.float32, size=256, repeats=3)
+    assert peak == pytest.approx(2 * 256**3 / 0.001 / 1e12)
+    assert next(readings, None) is None  # every repeat read the clock twice, the warm-up never
+
+
 def test_bad_peak_and_missing_tb_are_one_line_errors(tmp_path):
-    assert_one_line_error(run_lab("--plan", "--peak-tflops", "0"), "--peak-tflops 0: must be > 0")
-    assert_one_line_error(run_lab(str(tmp_path), module="lab.tensorboard"), "no tb/ folder")
+    assert_one_line_error(call_cli("--plan", "--peak-tflops", "0"), "--peak-tflops 0: must be > 0")
+    assert_one_line_error(call_cli(str(tmp_path), module="lab.tensorboard"), "no tb/ folder")
 
 
-def test_no_profile_skips_the_passes(tmp_path):
-    out = tmp_path / "out"
-    result = run_lab(
-        "--steps",
-        "bulk_rng",
-        "--preset",
-        "smoke",
-        "--runs",
-        "1",
-        "--no-warmup",
-        "--no-profile",
-        "--out",
-        str(out),
-    )
-    assert result.returncode == 0, result.stderr
+def test_no_profile_skips_the_passes(loo_out):
+    """The leave-one-out job of the suite ran with --no-profile."""
+    out = loo_out
     assert not (out / "profile.jsonl").exists()
     assert not list((out / "tb").rglob("*.pt.trace.json.gz"))
     assert "Not profiled" in (out / "report.md").read_text()

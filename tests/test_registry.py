@@ -17,6 +17,7 @@ import torch
 from lab.analysis.summary import _expectation_holds
 from lab.engine.plan import plan_entry
 from lab.errors import LabError
+from lab.recipe import article
 from lab.recipe.presets import PRESETS
 from lab.recipe.registry import (
     LEAVE_ONE_OUT,
@@ -25,10 +26,10 @@ from lab.recipe.registry import (
     cumulative_variants,
     get_steps,
     leave_one_out_variants,
+    series_steps,
 )
 from lab.train.data import subset
 from lab.train.trainer import run_training
-from tests.conftest import SERIES_STEP_NAMES, STEP_NAMES
 
 STEPS = all_steps()
 # Counted, or (one-off preprocessing) moved by far more than timing noise.
@@ -68,20 +69,26 @@ def _measure(variant, data) -> dict[str, float]:
     }
 
 
-def test_registry_has_the_series_steps_in_order():
-    assert [s.name for s in STEPS] == STEP_NAMES + SERIES_STEP_NAMES
+def test_registry_has_the_series_steps_in_the_articles_order():
+    """The registry owns the order; it follows the article: every step of the series after the
+    baseline is taken, by one or more of the lab's steps, in the article's sequence."""
+    numbers = [s.article_step for s in STEPS]
+    assert numbers == sorted(numbers)
+    assert set(numbers) == {step.number for step in article.STEPS} - {0}
     assert [s.part for s in STEPS] == [1] * 6 + [2, 3, 3, 3, 4] + [8] * 9
     assert all(s.story and s.title and s.changes for s in STEPS)
     assert [s.order for s in STEPS] == sorted({s.order for s in STEPS})  # unique, in order
+    assert series_steps("full") == STEPS
+    assert series_steps("part1") == [s for s in STEPS if s.part == 1]
 
 
 def test_unknown_step_names_are_rejected_with_the_valid_ones():
-    with pytest.raises(LabError, match="valid steps: bn_dedupe, smooth_lr"):
+    with pytest.raises(LabError, match=f"valid steps: {STEPS[0].name}, {STEPS[1].name}"):
         get_steps(["bulk_rng", "warp_drive"])
 
 
 def test_leave_one_out_variants_drop_exactly_one_step():
-    base, steps = PRESETS["smoke"].config, STEPS[:6]
+    base, steps = PRESETS["smoke"].config, series_steps("part1")
     variants = leave_one_out_variants(base, steps)
     assert [v.name for v in variants] == [f"-{s.name}" for s in steps[:-1]]
     for variant, left_out in zip(variants, steps, strict=False):

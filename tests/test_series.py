@@ -114,11 +114,28 @@ def test_whitening_filters_whiten_real_patches(real_cifar):
 # ----------------------------------------------------------------------------- trainer parts
 
 
-def test_label_smoothing_is_the_sources_blend():
+def test_the_trainers_loss_with_label_smoothing_is_the_sources_blend():
+    """The loss the trainer minimises: (1 - a) cross-entropy + a mean_k(-log softmax_k), the
+    source's form, with `a` = `label_smoothing`; plain cross-entropy at 0."""
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from lab.train.trainer import Trainer
+
     torch.manual_seed(0)
     logits, labels = torch.randn(6, 10), torch.randint(0, 10, (6,))
-    blend = 0.8 * F.cross_entropy(logits, labels) + 0.2 * (-F.log_softmax(logits, 1)).mean()
-    assert torch.allclose(F.cross_entropy(logits, labels, label_smoothing=0.2), blend)
+    nll = -F.log_softmax(logits, 1)
+    cross_entropy = nll[torch.arange(6), labels].mean()
+
+    def loss(smoothing: float) -> torch.Tensor:
+        trainer = SimpleNamespace(
+            model=lambda images: logits, config=Config(label_smoothing=smoothing)
+        )
+        trainer._autocast = nullcontext
+        return Trainer._loss(trainer, torch.zeros(6, 3, 32, 32), labels)
+
+    assert torch.allclose(loss(0.2), 0.8 * cross_entropy + 0.2 * nll.mean())
+    assert torch.allclose(loss(0.0), cross_entropy)
 
 
 def test_weight_average_follows_every_float_entry_and_skips_counters():

@@ -44,6 +44,11 @@ OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
 CACHE_FORMAT = 1  # bump when the cached arrays' layout changes
 
 
+class DownloadFailed(LabError):
+    """The archive could not be fetched (no network, a bad URL); a wrong MD5 or a damaged
+    archive is a plain LabError. A test run without data skips on this one only."""
+
+
 @dataclass(frozen=True)
 class Cifar:
     """Decoded CIFAR-10: uint8 images in HWC layout and int64 labels."""
@@ -109,7 +114,7 @@ def find_or_fetch_data(
     try:
         return download_cifar(url=url, md5=md5)
     except LabError as error:
-        raise LabError(f"no CIFAR-10 found (tried {tried}) and {error}") from None
+        raise type(error)(f"no CIFAR-10 found (tried {tried}) and {error}") from None
 
 
 def source_key(path: Path) -> tuple[str, str]:
@@ -460,7 +465,7 @@ def download_cifar(
         urllib.request.urlretrieve(url, archive)
     except (urllib.error.URLError, OSError, ValueError) as error:
         archive.unlink(missing_ok=True)
-        raise LabError(f"--download {url}: {error}") from None
+        raise DownloadFailed(f"--download {url}: {error}") from None
     actual = _md5(archive)
     if actual != md5:
         archive.unlink()
