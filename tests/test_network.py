@@ -21,8 +21,9 @@ def _conv_macs(c_in: int, c_out: int, kernel: int, size: int) -> int:
 
 def test_flops_per_image_match_a_count_by_hand():
     # Forward multiply-accumulates of the ResNet-18 (docs/article.md: 2,756,474,880
-    # forward+backward FLOPs per image, the article's ~2.8e9): the prep conv, then per stage two 3x3 convs per
-    # block (the first strided from stage 2 on, with a 1x1 projection), and the linear layer.
+    # forward+backward FLOPs per image, the article's ~2.8e9): the prep conv, then per stage
+    # two 3x3 convs per block (the first strided from stage 2 on, with a 1x1 projection), and
+    # the linear layer.
     macs = _conv_macs(3, 64, 3, 32) + 4 * _conv_macs(64, 64, 3, 32)
     for c_in, c_out, size in ((64, 128, 16), (128, 256, 8), (256, 256, 4)):
         macs += _conv_macs(c_in, c_out, 3, size) + _conv_macs(c_in, c_out, 1, size)
