@@ -127,7 +127,9 @@ def _help_flags(module: str) -> set[str]:
     """The flags a CLI's `--help` shows."""
     result = call_cli("--help", module=module)
     assert result.returncode == 0, result.stderr
-    return set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", result.stdout)) - {"--help"}
+    # argparse wraps long lines inside a flag's name ("--min-\n   rounds"): join them first.
+    text = re.sub(r"-\n\s+", "-", result.stdout)
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", text)) - {"--help"}
 
 
 def _strings_in_tests() -> set[str]:

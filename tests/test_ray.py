@@ -106,6 +106,8 @@ def test_two_rounds_as_two_tasks_write_the_local_schema_and_a_summary(ray_out, l
     assert "how many rounds ran at once per host" in (ray_out / "report.md").read_text()
 
 
+# Slow (~25 s): the two-round job above keeps Ray's path in the default suite.
+@pytest.mark.slow
 def test_a_worker_killed_mid_round_is_rerun_without_loss_or_duplicates(tmp_path):
     out = tmp_path / "out"
     process = _start(out, "--no-warmup")
@@ -125,6 +127,9 @@ def test_a_worker_killed_mid_round_is_rerun_without_loss_or_duplicates(tmp_path)
     assert session["ray"]["reruns"] >= 1 and session["timed_runs"] == 6
 
 
+# Slow (~45 s): the local ctrl-c test covers resuming in the default suite; this one, the
+# same path through Ray's driver.
+@pytest.mark.slow
 def test_an_interrupted_ray_job_resumes_on_ray(tmp_path):
     out = tmp_path / "out"
     process = _start(out)

@@ -116,7 +116,8 @@ def test_whitening_filters_whiten_real_patches(real_cifar):
 
 def test_the_trainers_loss_with_label_smoothing_is_the_sources_blend():
     """The loss the trainer minimises: (1 - a) cross-entropy + a mean_k(-log softmax_k), the
-    source's form, with `a` = `label_smoothing`; plain cross-entropy at 0."""
+    source's form, with `a` = `label_smoothing`; plain cross-entropy at 0. Summed over the
+    batch and scaled to a whole one (Page's summed loss): `batch_size` x the mean."""
     from contextlib import nullcontext
     from types import SimpleNamespace
 
@@ -134,8 +135,9 @@ def test_the_trainers_loss_with_label_smoothing_is_the_sources_blend():
         trainer._autocast = nullcontext
         return Trainer._loss(trainer, torch.zeros(6, 3, 32, 32), labels)
 
-    assert torch.allclose(loss(0.2), 0.8 * cross_entropy + 0.2 * nll.mean())
-    assert torch.allclose(loss(0.0), cross_entropy)
+    batch = Config().batch_size
+    assert torch.allclose(loss(0.2) / batch, 0.8 * cross_entropy + 0.2 * nll.mean())
+    assert torch.allclose(loss(0.0) / batch, cross_entropy)
 
 
 def test_weight_average_follows_every_float_entry_and_skips_counters():
