@@ -139,6 +139,14 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 # ----------------------------------------------------------------------------- shared jobs
 
 ALL_ROUNDS = 3  # the fewest the statistics assess (a 95% interval needs 3 rounds)
+
+
+def rounds_of(out: Path) -> tuple[int, int]:
+    """(clean rounds, rounds run) of a finished job: a round the lab judged disturbed is left
+    out of the analysis and replaced, so a noisy machine can run more rounds than asked for."""
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rounds"] + len(summary["disturbed_rounds"]) == summary["rounds_run"]
+    return summary["rounds"], summary["rounds_run"]
 LOO_STEPS = ["single_worker", "main_thread_aug"]
 LOO_ROUNDS = 3
 

@@ -22,6 +22,7 @@ from tests.conftest import (
     assert_one_line_error,
     call_cli,
     read_jsonl,
+    rounds_of,
     run_lab,
 )
 
@@ -39,11 +40,12 @@ def test_rounds_run_every_variant_once_in_the_recorded_shuffled_order(all_out):
     assert records[0]["warmup"] and records[0]["variant"] == "baseline"
     assert records[0]["round"] == -1
     timed = records[1:]
-    assert len(timed) == ROUNDS * len(JOB_VARIANTS)
+    _, rounds_run = rounds_of(all_out)
+    assert len(timed) == rounds_run * len(JOB_VARIANTS)
     plan = json.loads((all_out / "plan.json").read_text())
     job = Job.from_dict(plan["job"])
     orders = set()
-    for round_index in range(ROUNDS):
+    for round_index in range(rounds_run):
         in_round = timed[round_index * len(JOB_VARIANTS) : (round_index + 1) * len(JOB_VARIANTS)]
         assert {r["round"] for r in in_round} == {round_index}
         assert sorted(r["variant"] for r in in_round) == sorted(JOB_VARIANTS)
@@ -65,6 +67,7 @@ def test_rounds_run_every_variant_once_in_the_recorded_shuffled_order(all_out):
 
 def test_summary_has_paired_savings_that_add_up(all_out):
     summary = json.loads((all_out / "summary.json").read_text())
+    clean_rounds, _ = rounds_of(all_out)
     assert [v["name"] for v in summary["variants"]] == JOB_VARIANTS
     steps = summary["steps"]
     assert [s["name"] for s in steps] == [v[1:] for v in VARIANTS[1:]]
@@ -82,7 +85,7 @@ def test_summary_has_paired_savings_that_add_up(all_out):
         assert step["saved_s"]["estimate"] == pytest.approx(
             step["saved_pct"]["estimate"] / 100 * (step["time_s"] + step["saved_s"]["estimate"])
         )
-        assert step["rounds"] == ROUNDS
+        assert step["rounds"] == clean_rounds
     by_name = {s["name"]: s for s in steps}
     assert by_name["bulk_rng"]["counter_deltas"]["rng_calls"] == 6 - 3 * 500 * 2
     assert by_name["main_thread_aug"]["counter_deltas"]["worker_launches"] == -4
@@ -90,7 +93,7 @@ def test_summary_has_paired_savings_that_add_up(all_out):
     assert by_name["bulk_rng"]["article"]["saved_s"] == 7.0
     for variant in summary["variants"]:
         assert variant["counters_match_plan"]
-        assert variant["accuracy"]["runs"] == ROUNDS
+        assert variant["accuracy"]["runs"] == clean_rounds
 
 
 def test_control_and_power_are_in_the_summary_and_the_report(all_out):
@@ -98,10 +101,12 @@ def test_control_and_power_are_in_the_summary_and_the_report(all_out):
     control = summary["control"]
     assert control["variant"] == CONTROL_NAME
     assert set(control["saved_pct"]) == {"estimate", "ci95", "verdict"}
-    assert control["rounds"] == ROUNDS
+    clean_rounds, _ = rounds_of(all_out)
+    assert control["rounds"] == clean_rounds
     power = summary["power"]
     assert power["min_detectable_pct"] > 0 and power["paired_sd_pct"] > 0
-    assert power["degrees_of_freedom"] == (len(STEP_NAMES) + 1) * (ROUNDS - 1)  # + the control
+    # One degree of freedom per clean round beyond the first, per step and the control.
+    assert power["degrees_of_freedom"] == (len(STEP_NAMES) + 1) * (clean_rounds - 1)
     report = (all_out / "report.md").read_text()
     assert "## Noise floor and power" in report
     assert f"**Control** (`{CONTROL_NAME}`" in report
@@ -124,7 +129,7 @@ def test_report_and_charts_are_written(all_out):
     assert b"<svg" in (all_out / "waterfall.svg").read_bytes()[:500]
     (session,) = read_jsonl(all_out / "sessions.jsonl")
     assert session["finished"] and session["wall_s"] > 0
-    assert session["timed_runs"] == 1 + ROUNDS * len(JOB_VARIANTS)
+    assert session["timed_runs"] == 1 + rounds_of(all_out)[1] * len(JOB_VARIANTS)
 
 
 def test_report_rebuilds_from_the_records_alone(all_out, tmp_path):

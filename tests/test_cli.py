@@ -13,7 +13,6 @@ import torch
 from lab.engine.records import RECORD_SCHEMA_VERSION
 from lab.recipe.registry import CONTROL_NAME
 from tests.conftest import (
-    ALL_ROUNDS,
     REPO,
     SERIES_STEP_NAMES,
     STEP_NAMES,
@@ -21,6 +20,7 @@ from tests.conftest import (
     assert_one_line_error,
     call_cli,
     read_jsonl,
+    rounds_of,
     run_lab,
 )
 
@@ -217,7 +217,7 @@ def test_same_seed_same_result(all_out):
     for record in _records(all_out):
         if record["variant"] in ("baseline", CONTROL_NAME):
             by_seed.setdefault(record["seed"], []).append(outcome(record))
-    assert sorted(by_seed) == list(range(ALL_ROUNDS))
+    assert sorted(by_seed) == list(range(rounds_of(all_out)[1]))
     assert len(by_seed[0]) == 3  # the warm-up, the baseline and the control
     for outcomes in by_seed.values():
         assert all(o == outcomes[0] for o in outcomes), outcomes
