@@ -91,6 +91,8 @@ def test_two_rounds_as_two_tasks_write_the_local_schema_and_a_summary(ray_out, l
     # Rounds on one host at once had disjoint cores, one each, and say how many ran at once.
     cores = {r["round"]: r["cores"] for r in records}
     assert all(len(c) == 1 for c in cores.values())
+    # Never more rounds at once than the host's 2 CPUs hold at --round-cpus 1.
+    assert max(r["rounds_on_host"] for r in records) <= 2
     if max(r["rounds_on_host"] for r in records) == 2:
         assert cores[0] != cores[1]
     summary = json.loads((ray_out / "summary.json").read_text())

@@ -319,12 +319,16 @@ class RoundsOnRay:
         )
         self.pending[generator] = task
 
-    def run(self, tasks: list[RoundTask]) -> int:
-        for task in tasks:
-            self.submit(task)
+    def run(self, tasks: list[RoundTask], limit: int) -> int:
+        """Run `tasks`, at most `limit` at once. The cap is the driver's, not only Ray's: Ray
+        lends a task's CPUs to others while it blocks in `ray.get`, and was seen running three
+        1-CPU rounds at once on a 2-CPU node, two of them pinned to the same core."""
+        waiting = list(tasks)
         finished = False
         try:
-            while self.pending:
+            while waiting or self.pending:
+                while waiting and len(self.pending) < limit:
+                    self.submit(waiting.pop(0))
                 (generator,), _ = self.ray.wait(list(self.pending), num_returns=1)
                 self.step(generator)
             finished = True
@@ -420,10 +424,11 @@ def run_rounds_on_ray(
     cluster = connect("")  # already connected by the CLI; a local Ray otherwise
     check_fits(job, cluster)
     driver = RoundsOnRay(job, out, data, progress)
-    at_once = rounds_at_once(job, cluster) if job.adaptive else 1_000_000
+    capacity = rounds_at_once(job, cluster)
+    at_once = capacity if job.adaptive else 1_000_000
     while todo := rounds_to_run(job, out, next_round, decisions, progress, at_once):
         progress.add_total(sum(passes(slot.variant.config) for slot in todo))
-        driver.run(round_groups(todo))
+        driver.run(round_groups(todo), capacity)
     return driver.made, {
         "address": cluster.address,
         "nodes": [node.host for node in cluster.nodes],
