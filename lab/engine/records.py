@@ -34,25 +34,18 @@ REPO_ROOT = lab.REPO_ROOT
 CODE_DIRS = ("lab", "ablations")
 
 
+def _git(*args: str) -> str:
+    """A git command's output in the checkout (raises when git or the checkout is missing)."""
+    return subprocess.run(
+        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=10
+    ).stdout.strip()
+
+
 def git_revision() -> str | None:
     """`git rev-parse HEAD`, with `+dirty` when tracked files differ; None outside a checkout."""
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_DIRS],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
+        head = _git("rev-parse", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no", "--", *CODE_DIRS)
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{head}+dirty" if dirty else head
