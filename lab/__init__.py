@@ -5,10 +5,12 @@ The layers, bottom to top (tests/test_layers.py enforces them):
               figures, the counter table, workload arithmetic. No torch.
   train/      running one: data, pipelines, network, trainer. torch.
   profiling/  profiled passes, trace reading, CPU load. torch.
-  engine/     jobs of rounds: the job, the runner, records, output file names, the plan.
+  engine/     jobs of rounds: the job, the runner (local or on Ray), records, output file
+              names, the plan.
   analysis/   statistics and summaries, from records alone. No torch.
   render/     report text, charts, TensorBoard logs, from a summary. No torch.
-  ablate, report, compare, tensorboard: the command-line programs on top.
+  ablate, report, compare, tensorboard: the command-line programs on top; doctables writes
+  the docs' generated tables from the recipe.
 """
 
 from pathlib import Path
