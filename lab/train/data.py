@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -423,17 +423,13 @@ def balanced_subset(labels: np.ndarray, count: int | None, seed: int) -> np.ndar
 def subset(data: Cifar, train_images: int | None, test_images: int | None, seed: int) -> Cifar:
     train = balanced_subset(data.train_labels, train_images, seed)
     test = balanced_subset(data.test_labels, test_images, seed + 1)
-    return Cifar(
+    # The same source, timings and fingerprint: only the arrays are cut.
+    return replace(
+        data,
         train_images=data.train_images[train],
         train_labels=data.train_labels[train],
         test_images=data.test_images[test],
         test_labels=data.test_labels[test],
-        classes=data.classes,
-        source=data.source,
-        decode_s=data.decode_s,
-        load_s=data.load_s,
-        cache_hit=data.cache_hit,
-        fingerprint=data.fingerprint,
     )
 
 
