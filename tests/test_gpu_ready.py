@@ -100,32 +100,145 @@ def test_summed_loss_step_equals_the_mean_loss_step_in_fp32(make, real_cifar):
         torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5, msg=name)
 
 
-def test_fp16_gradients_follow_fp32_at_batch_512(real_cifar):
-    """Same weights, same batch of 512, the final series variant at width 16: the fp16
-    gradients point where the fp32 ones do and none is all zero. Measured (seed 0): with the
-    summed loss the smallest cosine is 0.989 and one tensor of 17 is below 0.99 (a BatchNorm
-    shift whose true gradient nearly cancels: a constant shift of a block's output is removed
-    by the next BatchNorm, so fp16 rounding of the terms dominates their sum); with the old
-    mean loss 0.985 and four tensors below 0.99."""
-    make = final_variant
-    reference = trainer_for(make(precision="fp32", width=16), real_cifar)
-    half = trainer_for(make(precision="fp16", width=16), real_cifar)
+def same_weights_and_batch(make, width: int, cifar, seed: int = 0):
+    """An fp16 trainer, an fp32 trainer holding exactly the fp16 model's weights (upcast), and a
+    batch of 512 rounded to fp16. The fp16 model can hold no other weights and see no other
+    inputs, so the comparison measures its arithmetic, not the rounding of its starting point
+    (which alone moves the final variant's worst cosine from 0.997 to 0.989 at width 16)."""
+    reference = trainer_for(make(precision="fp32", width=width), cifar, seed)
+    half = trainer_for(make(precision="fp16", width=width), cifar, seed)
     half.model.load_state_dict(reference.model.state_dict())
+    reference.model.load_state_dict(
+        {name: value.float() if value.is_floating_point() else value
+         for name, value in half.model.state_dict().items()}
+    )
     images, labels = first_batch(reference)
-    full, low = gradients(reference, images, labels), gradients(half, images, labels)
-    cosines = {
+    return reference, half, images.half().float(), labels
+
+
+def cosines(full: dict, low: dict) -> dict[str, float]:
+    return {
         name: float(F.cosine_similarity(full[name].flatten(), low[name].flatten(), dim=0))
         for name in full
     }
-    worst = sorted(cosines.items(), key=lambda kv: kv[1])[:4]
-    assert sum(cosine < 0.99 for cosine in cosines.values()) <= 1, worst
-    assert min(cosines.values()) >= 0.985, worst
+
+
+def worst(cosine_of: dict[str, float], n: int = 3) -> list[tuple[str, float]]:
+    return sorted(cosine_of.items(), key=lambda kv: kv[1])[:n]
+
+
+class Fp16Backward(torch.autograd.Function):
+    """The identity forward; backward stores the incoming gradient in fp16, as an fp16 model's
+    backward stores every activation gradient, and counts its non-zero elements below fp16's
+    smallest normal number (subnormal: fewer significant bits) and those it rounds to zero."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, counts: dict) -> torch.Tensor:
+        ctx.counts = counts
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        nonzero = grad[grad != 0].abs()
+        ctx.counts["nonzero"] += nonzero.numel()
+        ctx.counts["subnormal"] += int((nonzero < torch.finfo(torch.float16).tiny).sum())
+        stored = grad.half()
+        ctx.counts["flushed"] += int((stored[grad != 0] == 0).sum())
+        return stored.float(), None
+
+
+def backward_through_fp16(trainer: Trainer, images, labels, loss_scale: float):
+    """fp32 gradients of `loss_scale` x the trainer's loss with every activation gradient
+    stored in fp16 on its way back, and the counts of `Fp16Backward`."""
+    counts = {"nonzero": 0, "subnormal": 0, "flushed": 0}
+    leaves = [m for m in trainer.model.modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(lambda _m, _i, out: Fp16Backward.apply(out, counts))
+             for m in leaves]
+    loss = trainer._loss
+    trainer._loss = lambda batch, targets: loss(batch, targets) * loss_scale
+    try:
+        return gradients(trainer, images, labels), counts
+    finally:
+        trainer._loss = loss
+        for hook in hooks:
+            hook.remove()
+
+
+@pytest.mark.parametrize("make", [final_variant, baseline_512], ids=["final", "baseline"])
+def test_summed_loss_keeps_backward_gradients_in_fp16_range(make, real_cifar):
+    """The mechanism, in fp32 arithmetic with the activation gradients stored in fp16 (width 8,
+    batch 512, seed 0; width 16 reads the same). Measured, final / baseline: with the old mean
+    loss (the summed one / 512) 99.99% / 97.3% of the non-zero elements are subnormal in fp16,
+    6.5% / 15% round to zero and the worst tensor's gradient cosine is 0.998 / 0.900; summed,
+    16% / 22% are subnormal, 0.22% / 0.03% round to zero and every cosine is 1.0000."""
+    trainer = trainer_for(make(precision="fp32", width=8), real_cifar)
+    images, labels = first_batch(trainer)
+    exact = gradients(trainer, images, labels)
+    summed, summed_counts = backward_through_fp16(trainer, images, labels, 1.0)
+    mean, mean_counts = backward_through_fp16(trainer, images, labels, 1 / len(labels))
+    assert summed_counts["flushed"] < 0.01 * summed_counts["nonzero"]
+    assert summed_counts["subnormal"] < 0.4 * summed_counts["nonzero"]
+    assert min(cosines(exact, summed).values()) >= 0.9999, worst(cosines(exact, summed))
+    # The old form, for contrast: it is what the summed loss fixes.
+    assert mean_counts["subnormal"] > 0.9 * mean_counts["nonzero"]
+    assert mean_counts["flushed"] > 0.03 * mean_counts["nonzero"]
+    assert min(cosines(exact, mean).values()) < 0.999
+
+
+def test_fp16_gradients_follow_fp32_at_batch_512(real_cifar):
+    """The fp16 model (fp32 BatchNorm) of the final series variant at width 16 against fp32 on
+    the same weights and batch of 512: every trainable tensor's gradient cosine >= 0.99 and none
+    all zero. Measured (seed 0 / 1): smallest 0.9972 / 0.9977; with the old mean loss, the
+    article's width 64 falls to 0.969 (6 of 17 tensors below 0.99; docs/series.md)."""
+    reference, half, images, labels = same_weights_and_batch(final_variant, 16, real_cifar)
+    full, low = gradients(reference, images, labels), gradients(half, images, labels)
+    cosine_of = cosines(full, low)
+    assert min(cosine_of.values()) >= 0.99, worst(cosine_of)
+    assert all(low[name].any() for name in low)
+
+
+def test_narrow_resnet18_gradients_are_ill_conditioned_in_fp16(real_cifar):
+    """Why the Part-1 baseline's per-tensor criterion is checked at the article's width (the
+    slow test below), not at width 16: there, rounding only the forward activations of an fp32
+    model to fp16 (exact arithmetic otherwise, as no fp16 model can avoid) already turns a
+    16-channel BatchNorm tensor's gradient below 0.99 (measured: 0.976, `1.bn1.weight`, 4 of
+    56 tensors), so no fp16 implementation could meet it; at width 64 the same rounding leaves
+    every tensor >= 0.991."""
+    reference = trainer_for(baseline_512(precision="fp32", width=16), real_cifar)
+    images, labels = first_batch(reference)
+    exact = gradients(reference, images, labels)
+    leaves = [m for m in reference.model.modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(lambda _m, _i, out: out.half().float()) for m in leaves]
+    rounded = gradients(reference, images, labels)
+    for hook in hooks:
+        hook.remove()
+    cosine_of = cosines(exact, rounded)
+    assert min(cosine_of.values()) < 0.99, worst(cosine_of)
+    assert min(cosine_of.values()) > 0.9, worst(cosine_of)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make", [final_variant, baseline_512], ids=["final", "baseline"])
+def test_fp16_gradients_follow_fp32_at_the_articles_width(make, real_cifar):
+    """The issue's criterion at width 64, batch 512, on the same weights and batch: every
+    trainable tensor's fp16-vs-fp32 gradient cosine >= 0.99, none all zero; the baseline as the
+    original trained it (all fp16, BatchNorm included). Measured (seed 0), final / baseline:
+    smallest 0.9976 / 0.9903 (`2.bn1.weight`: at the edge); with the old mean loss 0.969 (6 of
+    17 tensors below 0.99) / 0.931 (28 of 56). 2.5 / 3.5 minutes: fp16 convolutions are slow on
+    a CPU."""
+    reference, half, images, labels = same_weights_and_batch(make, 64, real_cifar)
+    full, low = gradients(reference, images, labels), gradients(half, images, labels)
+    cosine_of = cosines(full, low)
+    assert min(cosine_of.values()) >= 0.99, worst(cosine_of)
     assert all(low[name].any() for name in low)
 
 
 def test_fp16_training_on_the_cpu_learns_like_fp32(real_cifar):
-    """A short real run with `precision=fp16` (fp16 model, fp32 BatchNorm): its loss falls as
-    the fp32 run's does."""
+    """A short real run with `precision=fp16` (fp16 model, fp32 BatchNorm): its loss falls, and
+    per epoch it stays within 0.06 of the fp32 run's: 3x the fp32 runs' own seed-to-seed standard
+    deviation at this scale (0.016 / 0.019 in epochs 1 / 2, seeds 0-4), since after the first
+    step the two runs follow different paths. Measured: seed 0 differs by +0.0005 / +0.0115;
+    over seeds 0-4 the largest difference is 0.058 (seed 2, epoch 2, fp16 lower)."""
     config = dataclasses.replace(get_preset("smoke").config, bn_precision="fp32", epochs=2)
     data = subset(real_cifar, config.train_images, config.test_images, config.subset_seed)
     losses = {}
@@ -135,7 +248,7 @@ def test_fp16_training_on_the_cpu_learns_like_fp32(real_cifar):
         losses[precision] = [epoch.train_loss for epoch in run.epochs]
     assert losses["fp16"][-1] < losses["fp16"][0]
     for full, half in zip(losses["fp32"], losses["fp16"], strict=True):
-        assert half == pytest.approx(full, abs=0.02)
+        assert half == pytest.approx(full, abs=0.06)
 
 
 def test_autocast_runs_on_the_cpu_with_a_scaler_of_its_device(real_cifar):
