@@ -200,7 +200,7 @@ def test_fp16_gradients_follow_fp32_at_batch_512(real_cifar):
 def test_narrow_resnet18_gradients_are_ill_conditioned_in_fp16(real_cifar):
     """Why the Part-1 baseline's per-tensor criterion is checked at the article's width (the
     slow test below), not at width 16: there, rounding only the forward activations of an fp32
-    model to fp16 (exact arithmetic otherwise, as no fp16 model can avoid) already turns a
+    model to fp16 (what no fp16 model can avoid; exact arithmetic otherwise) already turns a
     16-channel BatchNorm tensor's gradient below 0.99 (measured: 0.976, `1.bn1.weight`, 4 of
     56 tensors), so no fp16 implementation could meet it; at width 64 the same rounding leaves
     every tensor >= 0.991."""
