@@ -13,7 +13,14 @@ from lab.train.clock import CudaClock, PhaseTimes
 from lab.train.data import subset
 from lab.train.pipeline import build_pipeline
 from lab.train.trainer import Trainer, no_phase, run_training
-from tests.test_gpu_ready import SMALL, baseline_512, final_variant, first_batch, gradients
+from tests.test_gpu_ready import (
+    SMALL,
+    baseline_512,
+    final_variant,
+    first_batch,
+    gradients,
+    hold_the_weights_of,
+)
 
 pytestmark = pytest.mark.cuda
 GPU = torch.device("cuda")
@@ -48,10 +55,7 @@ def test_fp16_and_autocast_steps_on_cuda(precision, make, real_cifar):
     low = gpu_trainer(make(precision=precision, width=64), real_cifar)
     low.model.load_state_dict(reference.model.state_dict())
     if precision == "fp16":  # the fp16 model's own weights, upcast: what it can hold
-        reference.model.load_state_dict(
-            {name: value.float() if value.is_floating_point() else value
-             for name, value in low.model.state_dict().items()}
-        )
+        hold_the_weights_of(low, reference)
     images, labels = first_batch(reference)
     images = images.half().float() if precision == "fp16" else images
     full, half = gradients(reference, images, labels), gradients(low, images, labels)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -108,12 +110,39 @@ def same_weights_and_batch(make, width: int, cifar, seed: int = 0):
     reference = trainer_for(make(precision="fp32", width=width), cifar, seed)
     half = trainer_for(make(precision="fp16", width=width), cifar, seed)
     half.model.load_state_dict(reference.model.state_dict())
-    reference.model.load_state_dict(
-        {name: value.float() if value.is_floating_point() else value
-         for name, value in half.model.state_dict().items()}
-    )
+    hold_the_weights_of(half, reference)
     images, labels = first_batch(reference)
     return reference, half, images.half().float(), labels
+
+
+def hold_the_weights_of(low: Trainer, reference: Trainer) -> None:
+    """`reference` takes `low`'s weights, upcast to fp32: what a low-precision model holds."""
+    reference.model.load_state_dict(
+        {name: value.float() if value.is_floating_point() else value
+         for name, value in low.model.state_dict().items()}
+    )
+
+
+def assert_fp16_gradients_follow_fp32(make, width: int, cifar) -> None:
+    """The issue's criterion on the same weights and batch of 512: every trainable tensor's
+    fp16-vs-fp32 gradient cosine >= 0.99, none all zero."""
+    reference, half, images, labels = same_weights_and_batch(make, width, cifar)
+    full, low = gradients(reference, images, labels), gradients(half, images, labels)
+    cosine_of = cosines(full, low)
+    assert min(cosine_of.values()) >= 0.99, worst(cosine_of)
+    assert all(low[name].any() for name in low)
+
+
+@contextmanager
+def on_every_leaf(model: torch.nn.Module, hook) -> Iterator[None]:
+    """`hook` as a forward hook of every leaf module (its return value replaces the output)."""
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def cosines(full: dict, low: dict) -> dict[str, float]:
@@ -151,17 +180,13 @@ def backward_through_fp16(trainer: Trainer, images, labels, loss_scale: float):
     """fp32 gradients of `loss_scale` x the trainer's loss with every activation gradient
     stored in fp16 on its way back, and the counts of `Fp16Backward`."""
     counts = {"nonzero": 0, "subnormal": 0, "flushed": 0}
-    leaves = [m for m in trainer.model.modules() if not list(m.children())]
-    hooks = [m.register_forward_hook(lambda _m, _i, out: Fp16Backward.apply(out, counts))
-             for m in leaves]
     loss = trainer._loss
     trainer._loss = lambda batch, targets: loss(batch, targets) * loss_scale
     try:
-        return gradients(trainer, images, labels), counts
+        with on_every_leaf(trainer.model, lambda _m, _i, out: Fp16Backward.apply(out, counts)):
+            return gradients(trainer, images, labels), counts
     finally:
         trainer._loss = loss
-        for hook in hooks:
-            hook.remove()
 
 
 @pytest.mark.parametrize("make", [final_variant, baseline_512], ids=["final", "baseline"])
@@ -190,11 +215,7 @@ def test_fp16_gradients_follow_fp32_at_batch_512(real_cifar):
     the same weights and batch of 512: every trainable tensor's gradient cosine >= 0.99 and none
     all zero. Measured (seed 0 / 1): smallest 0.9972 / 0.9977; with the old mean loss, the
     article's width 64 falls to 0.969 (6 of 17 tensors below 0.99; docs/series.md)."""
-    reference, half, images, labels = same_weights_and_batch(final_variant, 16, real_cifar)
-    full, low = gradients(reference, images, labels), gradients(half, images, labels)
-    cosine_of = cosines(full, low)
-    assert min(cosine_of.values()) >= 0.99, worst(cosine_of)
-    assert all(low[name].any() for name in low)
+    assert_fp16_gradients_follow_fp32(final_variant, 16, real_cifar)
 
 
 def test_narrow_resnet18_gradients_are_ill_conditioned_in_fp16(real_cifar):
@@ -207,11 +228,8 @@ def test_narrow_resnet18_gradients_are_ill_conditioned_in_fp16(real_cifar):
     reference = trainer_for(baseline_512(precision="fp32", width=16), real_cifar)
     images, labels = first_batch(reference)
     exact = gradients(reference, images, labels)
-    leaves = [m for m in reference.model.modules() if not list(m.children())]
-    hooks = [m.register_forward_hook(lambda _m, _i, out: out.half().float()) for m in leaves]
-    rounded = gradients(reference, images, labels)
-    for hook in hooks:
-        hook.remove()
+    with on_every_leaf(reference.model, lambda _m, _i, out: out.half().float()):
+        rounded = gradients(reference, images, labels)
     cosine_of = cosines(exact, rounded)
     assert min(cosine_of.values()) < 0.99, worst(cosine_of)
     assert min(cosine_of.values()) > 0.9, worst(cosine_of)
@@ -226,11 +244,7 @@ def test_fp16_gradients_follow_fp32_at_the_articles_width(make, real_cifar):
     smallest 0.9976 / 0.9903 (`2.bn1.weight`: at the edge); with the old mean loss 0.969 (6 of
     17 tensors below 0.99) / 0.931 (28 of 56). 2.5 / 3.5 minutes: fp16 convolutions are slow on
     a CPU."""
-    reference, half, images, labels = same_weights_and_batch(make, 64, real_cifar)
-    full, low = gradients(reference, images, labels), gradients(half, images, labels)
-    cosine_of = cosines(full, low)
-    assert min(cosine_of.values()) >= 0.99, worst(cosine_of)
-    assert all(low[name].any() for name in low)
+    assert_fp16_gradients_follow_fp32(make, 64, real_cifar)
 
 
 def test_fp16_training_on_the_cpu_learns_like_fp32(real_cifar):
