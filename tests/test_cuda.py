@@ -11,7 +11,8 @@ from torch.nn import functional as F
 
 from lab.train.clock import CudaClock, PhaseTimes
 from lab.train.data import subset
-from lab.train.pipeline import build_pipeline
+from lab.train.pipeline import build_loader_pipeline
+from lab.train.precision import Placement
 from lab.train.trainer import Trainer, no_phase, run_training
 from tests.test_gpu_ready import (
     SMALL,
@@ -63,7 +64,7 @@ def test_fp16_and_autocast_steps_on_cuda(precision, make, real_cifar):
         cosine = F.cosine_similarity(full[name].flatten(), half[name].flatten(), dim=0)
         assert cosine >= 0.99 and half[name].any(), (name, float(cosine))
     low._set_lr(0, 1)
-    assert torch.isfinite(low._step(*low._inputs(images, labels), 1, no_phase))
+    assert torch.isfinite(low._step(*low.placement.inputs(images, labels), 1, no_phase))
 
 
 def test_device_pipeline_on_cuda_draws_on_the_device(real_cifar):
@@ -80,9 +81,8 @@ def test_device_pipeline_on_cuda_draws_on_the_device(real_cifar):
 def test_pinned_memory_batches_on_cuda(real_cifar):
     config = dataclasses.replace(SMALL, train_workers=2)
     data = subset(real_cifar, config.train_images, config.test_images, config.subset_seed)
-    pipeline = build_pipeline(
-        config, data.train_images, data.train_labels, data.test_images, data.test_labels,
-        seed=0, pin_memory=True,
-    )
+    placement = Placement.from_config(config, GPU)
+    assert placement.pin_memory
+    pipeline = build_loader_pipeline(config, data, placement, seed=0)
     images, _, _ = next(iter(pipeline.train_loader))
     assert images.is_pinned()

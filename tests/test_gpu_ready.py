@@ -21,6 +21,7 @@ from lab.recipe.workload import device_rng_calls_per_epoch, expected_rng_calls
 from lab.train import device_data
 from lab.train.clock import CpuClock, PhaseTimes
 from lab.train.data import subset
+from lab.train.precision import Placement
 from lab.train.trainer import Trainer, no_phase, run_training, whitening_sample
 from lab.train.update import PageNesterov
 
@@ -51,7 +52,7 @@ def first_batch(trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def gradients(trainer: Trainer, images, labels) -> dict[str, torch.Tensor]:
-    images, labels = trainer._inputs(images, labels)
+    images, labels = trainer.placement.inputs(images, labels)
     trainer.optimizer.zero_grad(set_to_none=True)
     loss = trainer._loss(images, labels)
     (trainer.scaler.scale(loss) if trainer.scaler is not None else loss).backward()
@@ -268,12 +269,12 @@ def test_fp16_training_on_the_cpu_learns_like_fp32(real_cifar):
 def test_autocast_runs_on_the_cpu_with_a_scaler_of_its_device(real_cifar):
     trainer = trainer_for(final_variant(precision="autocast", width=4), real_cifar)
     assert trainer.scaler is not None and trainer.scaler._device == "cpu"
-    with trainer._autocast():
+    with trainer.placement.autocast():
         assert torch.get_autocast_dtype("cpu") == torch.float16
     images, labels = first_batch(trainer)
     before = [p.clone() for p in trainer.model.parameters()]
     trainer._set_lr(0, 1)
-    loss = trainer._step(*trainer._inputs(images, labels), 1, no_phase)
+    loss = trainer._step(*trainer.placement.inputs(images, labels), 1, no_phase)
     assert torch.isfinite(loss)
     moved = [not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True)]
     assert any(moved) and all(p.dtype == torch.float32 for p in trainer.model.parameters())
@@ -299,15 +300,12 @@ def test_whitening_sample_covers_every_class_of_a_class_ordered_set(real_cifar):
 
 
 def test_warmup_covers_every_batch_shape():
-    class Sizes:
-        train_size, test_size = 500, 1200
+    def shapes(**fields) -> tuple[list[int], list[int]]:
+        config = Config(batch_size=128, test_batch_size=512, **fields)
+        return Placement.from_config(config, CPU).warmup_shapes(500, 1200)
 
-    trainer = Trainer.__new__(Trainer)
-    trainer.pipeline = Sizes()
-    trainer.config = Config(batch_size=128, test_batch_size=512)
-    assert trainer._warmup_shapes() == ([128, 116], [512, 176])
-    trainer.config = Config(batch_size=128, test_batch_size=512, drop_last=True)
-    assert trainer._warmup_shapes() == ([128], [512, 176])
+    assert shapes() == ([128, 116], [512, 176])
+    assert shapes(drop_last=True) == ([128], [512, 176])
 
 
 @pytest.mark.parametrize("make", [final_variant, baseline_512], ids=["final", "baseline"])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from lab.recipe.config import Config
+from lab.train.device_data import DevicePipeline
 from lab.train.pipeline import (
     BulkChoices,
     CachedTestSet,
@@ -15,9 +18,11 @@ from lab.train.pipeline import (
     PerSampleChoices,
     PerSampleTestSet,
     PerSampleTrainSet,
-    build_pipeline,
+    Pipeline,
+    build_loader_pipeline,
     preprocess,
 )
+from lab.train.precision import Placement
 
 
 class FixedChoices:
@@ -39,6 +44,15 @@ class FixedChoices:
 @pytest.fixture(scope="module")
 def images(real_cifar):
     return real_cifar.train_images[:16], real_cifar.train_labels[:16]
+
+
+@pytest.fixture(scope="module")
+def sixteen(real_cifar, images):
+    """The dataset object cut to the same 16 images as train and test set."""
+    pixels, labels = images
+    return dataclasses.replace(
+        real_cifar, train_images=pixels, train_labels=labels, test_images=pixels, test_labels=labels
+    )
 
 
 @pytest.mark.parametrize(
@@ -107,11 +121,39 @@ def test_bulk_choices_draw_once_per_epoch_and_cover_the_range():
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_loader_counts_worker_launches_and_rng_calls(images, workers):
-    pixels, labels = images
+def test_loader_counts_worker_launches_and_rng_calls(sixteen, workers):
     config = Config(batch_size=8, test_batch_size=8, train_workers=workers, test_workers=workers)
-    pipeline = build_pipeline(config, pixels, labels, pixels, labels, seed=0, pin_memory=False)
-    calls = sum(int(batch[2].sum()) for batch in pipeline.train_loader)
-    list(pipeline.test_loader)
-    assert calls == 3 * len(pixels)
-    assert pipeline.launches.value == 2 * workers
+    placement = Placement.from_config(config, torch.device("cpu"))
+    pipeline = build_loader_pipeline(config, sixteen, placement, seed=0)
+    batches, up_front = pipeline.epoch(torch.Generator().manual_seed(0))
+    calls = sum(int(batch[2].sum()) for batch in batches)
+    list(pipeline.test_batches())
+    assert up_front == 0 and calls == 3 * len(sixteen.train_labels)
+    assert pipeline.worker_launches == 2 * workers
+
+
+def test_both_data_paths_are_pipelines_over_the_same_dataset(sixteen):
+    """The trainer sees one interface (`Pipeline`): built from the same dataset object, the
+    loader and the device pipeline give the same sizes, an epoch of the training set's labels
+    in full batches, and the test set in order."""
+    config = Config(batch_size=8, test_batch_size=8, train_workers=0, test_workers=0)
+    placement = Placement.from_config(config, torch.device("cpu"))
+    loader = build_loader_pipeline(config, sixteen, placement, seed=0)
+    device = DevicePipeline(config, sixteen, placement)
+    members = [name for name in vars(Pipeline) if not name.startswith("_")]
+    assert "epoch" in members and "worker_launches" in members
+    tests = []
+    for pipeline in (loader, device):
+        assert all(hasattr(pipeline, name) for name in members)
+        assert (pipeline.train_size, pipeline.test_size, pipeline.steps_per_epoch) == (16, 16, 2)
+        batches, _ = pipeline.epoch(torch.Generator(pipeline.generator_device).manual_seed(0))
+        epoch = list(batches)
+        assert [tuple(images.shape) for images, _, _ in epoch] == [(8, 3, 32, 32)] * 2
+        labels = torch.cat([labels for _, labels, _ in epoch]).sort().values
+        assert labels.tolist() == sorted(sixteen.train_labels.tolist())
+        tests.append(list(pipeline.test_batches()))
+        assert pipeline.worker_launches == 0
+    assert not loader.first_batch_queues_device_work and device.first_batch_queues_device_work
+    for (a, label_a, _), (b, label_b, _) in zip(*tests, strict=True):
+        assert torch.equal(label_a, label_b)
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

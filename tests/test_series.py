@@ -17,8 +17,10 @@ from lab.recipe.presets import get_preset
 from lab.recipe.registry import all_steps, apply_steps, get_steps, series_steps
 from lab.recipe.workload import device_rng_calls_per_epoch as rng_calls_per_epoch
 from lab.recipe.workload import steps_per_pass
+from lab.train.data import Cifar
 from lab.train.device_data import DevicePipeline, even_splits, transforms
 from lab.train.network import GhostBatchNorm, build_network, count_parameters, flops_per_image
+from lab.train.precision import Placement
 from lab.train.rng import CountingRng
 from lab.train.trainer import WeightAverage, whitening_filters
 
@@ -130,9 +132,10 @@ def test_the_trainers_loss_with_label_smoothing_is_the_sources_blend():
 
     def loss(smoothing: float) -> torch.Tensor:
         trainer = SimpleNamespace(
-            model=lambda images: logits, config=Config(label_smoothing=smoothing)
+            model=lambda images: logits,
+            config=Config(label_smoothing=smoothing),
+            placement=SimpleNamespace(autocast=nullcontext),
         )
-        trainer._autocast = nullcontext
         return Trainer._loss(trainer, torch.zeros(6, 3, 32, 32), labels)
 
     batch = Config().batch_size
@@ -187,9 +190,11 @@ def raw_pixels(batch: torch.Tensor) -> torch.Tensor:
 
 def augmented(config: Config, n: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     images, labels = coded_images(n)
-    pipeline = DevicePipeline(
-        config, images, labels, images[:10], labels[:10], torch.device("cpu"), torch.float32
+    dataset = Cifar(
+        images, labels, images[:10], labels[:10], classes=tuple("0123456789"),
+        source="coded", decode_s=0.0, load_s=0.0, cache_hit=False,
     )
+    pipeline = DevicePipeline(config, dataset, Placement.from_config(config, torch.device("cpu")))
     data, shuffled = pipeline.augmented(CountingRng(torch.Generator().manual_seed(0)))
     return data, shuffled, labels
 

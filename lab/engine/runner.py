@@ -25,7 +25,8 @@ from lab.recipe.config import Config
 from lab.recipe.registry import BASELINE, STEP, Variant
 from lab.recipe.workload import passes
 from lab.train.data import Cifar, load_cifar, source_key, subset
-from lab.train.trainer import EpochStats, resolve_precision, run_training
+from lab.train.precision import resolve_precision
+from lab.train.trainer import EpochStats, run_training
 
 
 class Progress:

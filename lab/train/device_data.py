@@ -29,7 +29,9 @@ from torch.nn import functional as F
 
 from lab.recipe.config import Config
 from lab.recipe.workload import CIFAR_MEAN, CIFAR_STD, CROP, PAD, batches_per_epoch
+from lab.train.data import Cifar
 from lab.train.pipeline import Batch
+from lab.train.precision import Placement
 from lab.train.rng import CountingRng
 
 Option = tuple[int, ...]  # one choice of a transform: a crop offset, a flip, a cutout corner
@@ -85,29 +87,25 @@ def normalise(images: np.ndarray, device: torch.device, dtype: torch.dtype) -> t
 
 
 class DevicePipeline:
-    """The device-side pipeline: the same interface as `LoaderPipeline` (no launches)."""
+    """The device-side pipeline (a `Pipeline`; no worker processes)."""
 
-    def __init__(
-        self,
-        config: Config,
-        train_images: np.ndarray,
-        train_labels: np.ndarray,
-        test_images: np.ndarray,
-        test_labels: np.ndarray,
-        device: torch.device,
-        dtype: torch.dtype,
-    ) -> None:
-        self.config, self.device = config, device
+    generator_device: torch.device  # the permutations are drawn where the data is
+    first_batch_queues_device_work = True  # the epoch's augmentation
+    worker_launches = 0
+
+    def __init__(self, config: Config, data: Cifar, placement: Placement) -> None:
+        self.config = config
+        device, dtype = placement.device, placement.input_dtype
+        self.generator_device = device
         start = time.perf_counter()
-        self.train = F.pad(normalise(train_images, device, dtype), (PAD,) * 4, mode="reflect")
-        self.train_labels = torch.from_numpy(train_labels.astype(np.int64)).to(device)
-        self.test = normalise(test_images, device, dtype)
-        self.test_labels = torch.from_numpy(test_labels.astype(np.int64)).to(device)
+        self.train = F.pad(normalise(data.train_images, device, dtype), (PAD,) * 4, mode="reflect")
+        self.train_labels = torch.from_numpy(data.train_labels.astype(np.int64)).to(device)
+        self.test = normalise(data.test_images, device, dtype)
+        self.test_labels = torch.from_numpy(data.test_labels.astype(np.int64)).to(device)
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # the copies are asynchronous: time them, not launches
         self.preprocess_s = time.perf_counter() - start
         self.transforms = transforms(config)
-        self.launches = None  # no worker processes
 
     @property
     def train_size(self) -> int:

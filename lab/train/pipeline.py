@@ -2,8 +2,9 @@
 
 Which pipeline runs is decided by config fields alone (`data_path`, `preprocessing`,
 `augment_rng`, `cutout`, `train_workers`, `test_workers`, `drop_last`); no step is named here.
-This module holds the DataLoader pipelines; `lab.train.device_data` the whole-set-on-device
-one. Both give the trainer the same thing: per epoch, an iterator of `(images, labels, rng_calls)`
+This module holds the `Pipeline` protocol and the DataLoader pipelines; `lab.train.device_data`
+the whole-set-on-device one. Both are built from the dataset (`Cifar`) and a `Placement`, and give
+the trainer the same thing (`Pipeline`): per epoch, an iterator of `(images, labels, rng_calls)`
 batches and its length; per evaluation, the test batches. Every sample reports how many RNG calls
 its augmentation made, and every worker process reports its launch, so the trainer *measures*
 the counters that explain each step rather than computing them from the config.
@@ -16,6 +17,7 @@ import time
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -24,6 +26,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from lab.recipe.config import Config
 from lab.recipe.workload import CIFAR_MEAN, CIFAR_STD, CROP, PAD
+from lab.train.data import Cifar
+from lab.train.precision import Placement
 from lab.train.rng import CountingRng
 
 # The baseline deliberately starts 16 workers whatever the core count: that oversubscription is
@@ -241,6 +245,45 @@ class WorkerLaunchCounter:
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images, labels, RNG calls per sample
 
 
+class Pipeline(Protocol):
+    """What the trainer asks of a data path (`LoaderPipeline`, `device_data.DevicePipeline`)."""
+
+    @property
+    def preprocess_s(self) -> float:
+        """Seconds of one-off preprocessing when the pipeline was built (0 when none)."""
+
+    @property
+    def train_size(self) -> int:
+        """Images in the training set."""
+
+    @property
+    def test_size(self) -> int:
+        """Images in the test set."""
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Training batches in one full pass."""
+
+    @property
+    def generator_device(self) -> torch.device:
+        """Where the epoch's up-front random draws are made (the generator `epoch` takes)."""
+
+    @property
+    def first_batch_queues_device_work(self) -> bool:
+        """Asking for an epoch's first batch queues device work (a device-side augmentation),
+        so the wait for it is read on a synchronising clock."""
+
+    @property
+    def worker_launches(self) -> int:
+        """Worker processes started so far, counted in the workers."""
+
+    def epoch(self, generator: torch.Generator) -> tuple[Iterable[Batch], int]:
+        """One pass's batches and the RNG calls made up front (the rest ride with batches)."""
+
+    def test_batches(self) -> Iterable[Batch]:
+        """The test set's batches, in order."""
+
+
 @dataclass
 class LoaderPipeline:
     """Train and test loaders for one run, the augmentation choices, and the one-off cost."""
@@ -263,6 +306,18 @@ class LoaderPipeline:
     def steps_per_epoch(self) -> int:
         return len(self.train_loader)
 
+    @property
+    def generator_device(self) -> torch.device:
+        return torch.device("cpu")  # bulk choices are drawn on the host, read by workers
+
+    @property
+    def first_batch_queues_device_work(self) -> bool:
+        return False  # starting workers is host work
+
+    @property
+    def worker_launches(self) -> int:
+        return self.launches.value
+
     def epoch(self, generator: torch.Generator) -> tuple[Iterable[Batch], int]:
         """The epoch's batches (workers start when iteration begins) and the RNG calls made
         up front, counted (bulk choices; per-sample calls ride with each batch)."""
@@ -273,24 +328,19 @@ class LoaderPipeline:
         return self.test_loader
 
 
-def build_pipeline(
-    config: Config,
-    train_images: np.ndarray,
-    train_labels: np.ndarray,
-    test_images: np.ndarray,
-    test_labels: np.ndarray,
-    seed: int,
-    pin_memory: bool,
+def build_loader_pipeline(
+    config: Config, data: Cifar, placement: Placement, seed: int
 ) -> LoaderPipeline:
+    """The DataLoader pipeline over `data` (already subset); `seed` seeds its shuffle."""
     choices = make_choices(config)
     start = time.perf_counter()
     if config.preprocessing == "cached":
-        train_padded, test_normalised = preprocess_both(train_images, test_images)
-        train_set: Dataset = CachedTrainSet(train_padded, train_labels, choices)
-        test_set: Dataset = CachedTestSet(test_normalised, test_labels)
+        train_padded, test_normalised = preprocess_both(data.train_images, data.test_images)
+        train_set: Dataset = CachedTrainSet(train_padded, data.train_labels, choices)
+        test_set: Dataset = CachedTestSet(test_normalised, data.test_labels)
     else:
-        train_set = PerSampleTrainSet(train_images, train_labels, choices)
-        test_set = PerSampleTestSet(test_images, test_labels)
+        train_set = PerSampleTrainSet(data.train_images, data.train_labels, choices)
+        test_set = PerSampleTestSet(data.test_images, data.test_labels)
     preprocess_s = time.perf_counter() - start
     launches = WorkerLaunchCounter()
     shuffle_generator = torch.Generator().manual_seed(seed)
@@ -303,7 +353,7 @@ def build_pipeline(
         drop_last=config.drop_last,
         generator=shuffle_generator,
         num_workers=config.train_workers,
-        pin_memory=pin_memory,
+        pin_memory=placement.pin_memory,
         worker_init_fn=launches if config.train_workers else None,
     )
     test_loader = DataLoader(
@@ -311,8 +361,7 @@ def build_pipeline(
         batch_size=config.test_batch_size,
         shuffle=False,
         num_workers=config.test_workers,
-        pin_memory=pin_memory,
+        pin_memory=placement.pin_memory,
         worker_init_fn=launches if config.test_workers else None,
     )
     return LoaderPipeline(train_loader, test_loader, choices, launches, preprocess_s)
-

@@ -28,13 +28,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from lab.errors import LabError
 from lab.recipe.config import Config
 from lab.recipe.workload import steps_per_pass
 from lab.train.data import Cifar
 from lab.train.device_data import DevicePipeline, normalise
 from lab.train.network import WHITENING_PATCH, build_network
-from lab.train.pipeline import Batch, LoaderPipeline, build_pipeline
+from lab.train.pipeline import Batch, Pipeline, build_loader_pipeline
+from lab.train.precision import Placement
 from lab.train.update import PageNesterov
 
 
@@ -135,13 +135,6 @@ class RunResult:
             ),
         )
         return data
-
-
-def resolve_precision(config: Config, device: torch.device) -> str:
-    """'auto' is the original's fp16 on CUDA and fp32 on CPU (bf16/fp16 are slower on CPU)."""
-    if config.precision == "auto":
-        return "fp16" if device.type == "cuda" else "fp32"
-    return config.precision
 
 
 def seed_everything(seed: int) -> None:
@@ -269,11 +262,11 @@ class WeightAverage:
 
 class Trainer:
     """Builds the network, optimiser and pipeline for a config and runs epochs; knows no step
-    names."""
+    names. Dtypes, device and memory layout are the `placement`'s (lab/train/precision.py)."""
 
     def __init__(self, config: Config, data: Cifar, device: torch.device, seed: int) -> None:
         self.config, self.device, self.seed = config, device, seed
-        self.precision = self._checked_precision()
+        self.placement = Placement.from_config(config, device)
         seed_everything(seed)
         setup_start = time.perf_counter()
         if device.type == "cuda":
@@ -286,70 +279,22 @@ class Trainer:
         self.model = self._model(filters)
         self.optimizer = _optimizer(self.model, config)
         self.ema = WeightAverage(self.model, config.ema_rho) if config.ema_rho else None
-        self.scaler = self._scaler()
+        self.scaler = self.placement.scaler()
         self.schedule = config.schedule
         self.setup_s = time.perf_counter() - setup_start - self.preprocess_s
-        # The device pipeline draws its permutations where its data is (no copy per draw).
-        generator_device = device if config.data_path == "device" else torch.device("cpu")
-        self.bulk_generator = torch.Generator(generator_device).manual_seed(seed + 1)
+        # Drawn where the pipeline draws (the device pipeline: where its data is, no copy).
+        self.bulk_generator = torch.Generator(self.pipeline.generator_device).manual_seed(seed + 1)
         self.rng_calls = 0
         self.warmup_s = 0.0
 
-    def _scaler(self) -> torch.amp.GradScaler | None:
-        """autocast's gradient scaler, on the model's device. Its usual first scale (2^16)
-        assumes a mean loss; the summed loss is already `batch_size` x larger, so it starts
-        that much lower instead of skipping its first steps on overflow."""
-        if self.precision != "autocast":
-            return None
-        return torch.amp.GradScaler(self.device.type, init_scale=2.0**16 / self.config.batch_size)
-
-    def _checked_precision(self) -> str:
-        precision = resolve_precision(self.config, self.device)
-        if precision == "autocast" and self.device.type == "cpu":
-            # fp16 autocast needs the CPU's fp16 kernels (torch >= 2.4 has them for convs).
-            probe = torch.nn.Conv2d(3, 1, 3)
-            try:
-                with torch.autocast("cpu", dtype=torch.float16):
-                    probe(torch.zeros(1, 3, 4, 4))
-            except RuntimeError as error:
-                raise LabError(
-                    f"--set precision=autocast: this CPU build cannot ({error})"
-                ) from None
-        return precision
-
     def _model(self, filters: torch.Tensor | None) -> torch.nn.Module:
-        """The network on the device, in the run's precision."""
-        model = build_network(self.config, filters).to(self.device)
-        if self.precision != "fp16":
-            return model
-        model = model.half()  # the original: everything fp16, BN included
-        if self.config.bn_precision == "fp32":
-            for module in model.modules():
-                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                    module.float()  # cuDNN's BN takes fp16 activations, fp32 parameters
-        return model
+        """The network on the device, in the run's precision and memory format."""
+        return self.placement.model(build_network(self.config, filters))
 
-    def _pipeline(self, data: Cifar) -> LoaderPipeline | DevicePipeline:
+    def _pipeline(self, data: Cifar) -> Pipeline:
         if self.config.data_path == "device":
-            dtype = torch.float16 if self.precision == "fp16" else torch.float32
-            return DevicePipeline(
-                self.config,
-                data.train_images,
-                data.train_labels,
-                data.test_images,
-                data.test_labels,
-                self.device,
-                dtype,
-            )
-        return build_pipeline(
-            self.config,
-            data.train_images,
-            data.train_labels,
-            data.test_images,
-            data.test_labels,
-            seed=self.seed,
-            pin_memory=self.config.pin_memory and self.device.type == "cuda",
-        )
+            return DevicePipeline(self.config, data, self.placement)
+        return build_loader_pipeline(self.config, data, self.placement, self.seed)
 
     def _whitening(self, data: Cifar) -> torch.Tensor:
         """The whitening filters from a seeded sample of `whitening_images` training images
@@ -361,28 +306,13 @@ class Trainer:
         self.whitening_s = self.timer.now() - start
         return filters
 
-    def _inputs(
-        self, images: torch.Tensor, labels: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        images = images.to(self.device, non_blocking=True)
-        labels = labels.to(self.device, non_blocking=True)
-        if self.precision == "fp16":
-            images = images.half()
-        return images, labels
-
-    def _autocast(self) -> AbstractContextManager:
-        """Mixed precision for `precision=autocast`; nothing otherwise."""
-        if self.precision == "autocast":
-            return torch.autocast(self.device.type, dtype=torch.float16)
-        return nullcontext()
-
     def _loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The loss summed over the batch (Page's `loss.sum()`), scaled to a whole batch when
         the last one is short, so every step is the mean-loss step at the configured rate
         (`_optimizer`, `_set_lr`). Summed, an fp16 model's gradients are `batch_size` x
         larger than a mean's: at batch 512 and the ResNet-9's logit scale of 1/16 the mean's
         fall into fp16's subnormal range, where they lose precision (docs/series.md)."""
-        with self._autocast():
+        with self.placement.autocast():
             logits = self.model(images)
         # PyTorch's smoothing is (1 - a) CE + a mean_k(-log softmax_k): the source's form.
         # In fp32: a sum of 512 losses in fp16 keeps ~3 significant digits.
@@ -400,38 +330,27 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = rate * group["lr_scale"] / self.config.batch_size
 
-    def _warmup_shapes(self) -> tuple[list[int], list[int]]:
-        """Batch sizes the run's training and evaluation will see (a short last batch too)."""
-        train_size, test_size = self.pipeline.train_size, self.pipeline.test_size
-        train = [min(self.config.batch_size, train_size)]
-        if not self.config.drop_last and train_size % self.config.batch_size:
-            train.append(train_size % self.config.batch_size)
-        test = [min(self.config.test_batch_size, test_size)]
-        if test_size % self.config.test_batch_size and test_size > self.config.test_batch_size:
-            test.append(test_size % self.config.test_batch_size)
-        return train, test
-
     def warm_up(self) -> float:
         """One forward and backward per training batch shape, one evaluation forward per test
         batch shape, on a copy of the model, before the timer starts (Page's `warmup_cudnn`):
         with `cudnn.benchmark` the first batch of a shape otherwise autotunes its kernels inside
-        the timed region. The copy leaves the run's weights, BatchNorm statistics, optimiser
-        and RNG untouched. Returns the seconds it took."""
+        the timed region. The batches are the placement's (`Placement.warmup_shapes`,
+        `blank_batch`): the run's shapes, dtype and layout. The copy leaves the run's weights,
+        BatchNorm statistics, optimiser and RNG untouched. Returns the seconds it took."""
         start = self.timer.now()
         model = copy.deepcopy(self.model)
-        dtype = torch.float16 if self.precision == "fp16" else torch.float32
-        train_shapes, test_shapes = self._warmup_shapes()
+        sizes = self.placement.warmup_shapes(self.pipeline.train_size, self.pipeline.test_size)
+        train_sizes, test_sizes = sizes
         model.train()
-        for size in train_shapes:
-            images = torch.zeros(size, 3, 32, 32, device=self.device, dtype=dtype)
-            labels = torch.zeros(size, dtype=torch.int64, device=self.device)
-            with self._autocast():
+        for size in train_sizes:
+            images, labels = self.placement.blank_batch(size)
+            with self.placement.autocast():
                 logits = model(images)
             F.cross_entropy(logits.float(), labels, reduction="sum").backward()
         model.eval()
         with torch.no_grad():
-            for size in test_shapes:
-                self._logits(model, torch.zeros(size, 3, 32, 32, device=self.device, dtype=dtype))
+            for size in test_sizes:
+                self._logits(model, self.placement.blank_batch(size)[0])
         del model
         self.warmup_s = self.timer.now() - start
         return self.warmup_s
@@ -478,7 +397,7 @@ class Trainer:
             self.rng_calls += int(rng_calls.sum())
             self._set_lr(epoch_index, step)
             with phase("h2d"):
-                images, labels = self._inputs(images, labels)
+                images, labels = self.placement.inputs(images, labels)
             loss = self._step(images, labels, step, phase)
             loss_sum += loss.detach() * (len(labels) / self.config.batch_size)
             seen += len(labels)
@@ -491,12 +410,13 @@ class Trainer:
         return PassResult(elapsed, waited, float(loss_sum) / max(seen, 1), steps, seen)
 
     def _first_batch_clock(self) -> Callable[[], float]:
-        """The device pipeline's first batch queues the epoch's augmentation on the device."""
-        return self.timer.now if self.config.data_path == "device" else time.perf_counter
+        """A first batch that queues device work (the device pipeline's augmentation) is
+        waited for on the synchronising clock."""
+        return self.timer.now if self.pipeline.first_batch_queues_device_work else time.perf_counter
 
     def _logits(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
         """Evaluation logits; with flip TTA the mean over each image and its mirror."""
-        with self._autocast():
+        with self.placement.autocast():
             logits = model(images)
             if self.config.tta == "flip":
                 logits = (logits + model(images.flip(3))) / 2
@@ -516,7 +436,7 @@ class Trainer:
         for (images, labels, _), wait in _timed_batches(test_batches, phase):
             waited += wait
             with phase("h2d"):
-                images, labels = self._inputs(images, labels)
+                images, labels = self.placement.inputs(images, labels)
             with phase("forward"):
                 logits = self._logits(model, images)
             correct += (logits.argmax(dim=1) == labels).sum()
@@ -539,7 +459,7 @@ def run_training(
     trainer.warm_up()
     result = RunResult(
         device=str(device),
-        precision=trainer.precision,
+        precision=trainer.placement.precision,
         train_size=len(data.train_labels),
         test_size=len(data.test_labels),
         preprocess_s=trainer.preprocess_s,
@@ -573,7 +493,6 @@ def run_training(
     cpu_main_end, cpu_children_end = _cpu_seconds()
     result.cpu_main_s = cpu_main_end - cpu_main_start
     result.cpu_children_s = cpu_children_end - cpu_children_start
-    launches = trainer.pipeline.launches
-    result.worker_launches = launches.value if launches is not None else 0
+    result.worker_launches = trainer.pipeline.worker_launches
     result.rng_calls = trainer.rng_calls
     return result
