@@ -9,8 +9,10 @@ preceded by a synchronise, since kernels run asynchronously and an unsynchronise
 time only their launch; the wait for each batch is read without one.
 
 Every option of the series is a config field read here or in the builders: parameter groups
-(`bias_lr_scale`, `bias_wd_scale`), label smoothing, weight EMA, flip TTA, fractional epochs,
-fp32 BatchNorm in an fp16 model, and the pipeline (`data_path`). No step is named.
+(`bias_lr_scale`, `bias_wd_scale`), label smoothing, weight EMA, flip TTA, fractional epochs
+here; the network in `network.py`; dtypes, autocast, memory format and the inputs' form in the
+`Placement` (`precision.py`); the data path (`data_path`) in a `Pipeline` (`pipeline.py`,
+`device_data.py`). No step is named.
 """
 
 from __future__ import annotations
