@@ -30,14 +30,15 @@ from lab.analysis.adaptive import (
     parse_duration,
 )
 from lab.analysis.rounds import adaptive_rule, next_round, wanted_rounds
-from lab.engine import outputs
-from lab.engine.job import DataSource, Job
+from lab.engine.job import Job
 from lab.engine.ray_rounds import Cluster, check_fits, connect, default_round_cpus
 from lab.errors import LabError
 from lab.recipe.config import field_names
 from lab.recipe.presets import PRESETS, default_preset, get_preset
 from lab.recipe.registry import SERIES, all_steps, get_steps, series_steps
 from lab.recipe.workload import steps_per_pass, subset_sizes
+from lab.records import outputs
+from lab.records.plan import DataSource
 
 if TYPE_CHECKING:
     from lab.engine.runner import NextRound
@@ -374,7 +375,7 @@ def _adaptive_defaults(given: dict[str, Any]) -> dict[str, Any]:
 def resumed_job(args: argparse.Namespace, out: Path, cluster: Cluster | None = None) -> Job:
     """The stored job; any flag that would change it is refused, naming the conflict (a Ray
     job's address is not part of it: `--ray ADDRESS` may name where to finish it)."""
-    from lab.engine.records import code_hash
+    from lab.engine.metadata import code_hash
 
     job = Job.load(out, code_hash())
     conflicts = job.conflicts(requested_fields(args, cluster))
@@ -515,7 +516,7 @@ def default_out(preset: str) -> Path:
 
 def prepare_out(args: argparse.Namespace, job: Job) -> Path:
     """Create the output folder with plan.json; refuse to mix into an existing job."""
-    from lab.engine.records import code_hash
+    from lab.engine.metadata import code_hash
 
     out = Path(args.out) if args.out else default_out(job.preset)
     if (out / outputs.RESULTS).exists() or (out / outputs.PLAN).exists():

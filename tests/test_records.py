@@ -7,17 +7,11 @@ import json
 
 import pytest
 
-from lab.engine import schema2
-from lab.engine.records import (
-    PLAN_SCHEMA_VERSION,
-    RECORD_SCHEMA_VERSION,
-    append_record,
-    read_plan,
-    read_records,
-    upgrade_record,
-)
 from lab.errors import LabError
 from lab.recipe.counters import counter_values
+from lab.records import schema2
+from lab.records.jsonl import RECORD_SCHEMA_VERSION, append_record, read_records, upgrade_record
+from lab.records.plan import PLAN_SCHEMA_VERSION, read_plan
 
 
 def _record(index: int) -> dict:

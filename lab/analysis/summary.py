@@ -30,7 +30,6 @@ from lab.analysis.stats import (
     pooled_log_sd,
     ratio_from_logs,
 )
-from lab.engine.floor import floor_seconds
 from lab.recipe.counters import COUNTERS, counter_values
 from lab.recipe.vocabulary import (
     BASELINE,
@@ -40,6 +39,7 @@ from lab.recipe.vocabulary import (
     TRAIN_EVAL,
     TRAIN_PREPROCESS,
 )
+from lab.records.floor import floor_seconds
 
 SUMMARY_SCHEMA_VERSION = 4
 TIMINGS = ("total_s", "train_s", "eval_s", "preprocess_s")
@@ -454,8 +454,8 @@ def build_summary(
     profiles: list[dict[str, Any]] | None = None,
     sessions: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The summary of a job's records (`lab.engine.records.read_records`) and its plan
-    (`lab.engine.records.read_plan`), both in the current schema."""
+    """The summary of a job's records (`lab.records.jsonl.read_records`) and its plan
+    (`lab.records.plan.read_plan`), both in the current schema."""
     every_timed = [r for r in records if not r["warmup"]]
     call = next_round(plan["job"], records)
     excluded = call.state.excluded  # disturbed rounds: out of every comparison (rounds.py)
