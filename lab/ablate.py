@@ -349,7 +349,7 @@ def new_job(
     if "target_mde_pct" in given or "budget_s" in given:
         without_default.update(_adaptive_defaults(given))
     job = Job(**{**given, **without_default}, data=data)
-    rule = adaptive_rule(job.to_dict())  # a rule that cannot stop a job fails here
+    rule = adaptive_rule(job)  # a rule that cannot stop a job fails here
     if rule is not None and rule.target_mde_pct is not None and len(job.variants()) < 2:
         raise LabError(
             "--target-mde: a job of the baseline alone compares nothing; give steps "
@@ -492,19 +492,18 @@ def rounds_rule(job: Job) -> NextRound:
     from lab.engine.runner import RoundPlan
     from lab.render.words import decision_line, disturbed_line
 
-    plan_job = job.to_dict()
     reported: set[int] = set()
 
     def rule(records: list[dict[str, Any]]) -> RoundPlan:
-        call = next_round(plan_job, records)
+        call = next_round(job, records)
         lines = []
         new = [d for d in call.state.disturbed if d.round not in reported]
         if new:
             lines.append(disturbed_line([d.to_dict() for d in new]))
             reported.update(d.round for d in new)
         if call.decision is not None and call.state.rounds_run:
-            lines.append(decision_line(call.to_dict(), plan_job))
-        return RoundPlan(call.stop, wanted_rounds(plan_job, call), tuple(lines), call.to_dict())
+            lines.append(decision_line(call.to_dict(), job))
+        return RoundPlan(call.stop, wanted_rounds(job, call), tuple(lines), call.to_dict())
 
     return rule
 

@@ -91,7 +91,7 @@ def _run(job: Job, out: Path, trainer: FakeTrainer, monkeypatch) -> list[dict]:
 
 
 def _state(job: Job, out: Path):
-    return next_round(job.to_dict(), read_records(out / outputs.RESULTS))
+    return next_round(job, read_records(out / outputs.RESULTS))
 
 
 def test_a_fixed_job_runs_its_rounds(tmp_path, monkeypatch):
