@@ -3,11 +3,15 @@
 The layers, bottom to top (tests/test_layers.py enforces them):
   recipe/     what a run is: config, schedules, presets, the step registry, the article's
               figures, the counter table, workload arithmetic. No torch.
+  records/    the record format, beside recipe: output file names, results/profile/sessions
+              JSON lines, plan.json and the job's description (JobSpec), schema upgrades,
+              the floor's arithmetic. No torch; imports nothing of the lab.
   train/      running one: data, pipelines, network, trainer. torch.
   profiling/  profiled passes, trace reading, CPU load. torch.
-  engine/     jobs of rounds: the job, the runner (local or on Ray), records, output file
-              names, the plan.
-  analysis/   statistics and summaries, from records alone. No torch.
+  engine/     jobs of rounds: the job, the runner (local or on Ray), the plan's counts, each
+              record's metadata, the measured peak.
+  analysis/   statistics and summaries, from records alone (recipe's vocabulary, records).
+              No torch.
   render/     report text, charts, TensorBoard logs, from a summary. No torch.
   ablate, report, compare, tensorboard: the command-line programs on top; doctables writes
   the docs' generated tables from the recipe.

@@ -30,14 +30,15 @@ from lab.analysis.adaptive import (
     parse_duration,
 )
 from lab.analysis.rounds import adaptive_rule, next_round, wanted_rounds
-from lab.engine import outputs
-from lab.engine.job import DataSource, Job
+from lab.engine.job import Job
 from lab.engine.ray_rounds import Cluster, check_fits, connect, default_round_cpus
 from lab.errors import LabError
 from lab.recipe.config import field_names
 from lab.recipe.presets import PRESETS, default_preset, get_preset
 from lab.recipe.registry import SERIES, all_steps, get_steps, series_steps
 from lab.recipe.workload import steps_per_pass, subset_sizes
+from lab.records import outputs
+from lab.records.plan import DataSource
 
 if TYPE_CHECKING:
     from lab.engine.runner import NextRound
@@ -348,7 +349,7 @@ def new_job(
     if "target_mde_pct" in given or "budget_s" in given:
         without_default.update(_adaptive_defaults(given))
     job = Job(**{**given, **without_default}, data=data)
-    rule = adaptive_rule(job.to_dict())  # a rule that cannot stop a job fails here
+    rule = adaptive_rule(job)  # a rule that cannot stop a job fails here
     if rule is not None and rule.target_mde_pct is not None and len(job.variants()) < 2:
         raise LabError(
             "--target-mde: a job of the baseline alone compares nothing; give steps "
@@ -374,7 +375,7 @@ def _adaptive_defaults(given: dict[str, Any]) -> dict[str, Any]:
 def resumed_job(args: argparse.Namespace, out: Path, cluster: Cluster | None = None) -> Job:
     """The stored job; any flag that would change it is refused, naming the conflict (a Ray
     job's address is not part of it: `--ray ADDRESS` may name where to finish it)."""
-    from lab.engine.records import code_hash
+    from lab.engine.metadata import code_hash
 
     job = Job.load(out, code_hash())
     conflicts = job.conflicts(requested_fields(args, cluster))
@@ -491,19 +492,18 @@ def rounds_rule(job: Job) -> NextRound:
     from lab.engine.runner import RoundPlan
     from lab.render.words import decision_line, disturbed_line
 
-    plan_job = job.to_dict()
     reported: set[int] = set()
 
     def rule(records: list[dict[str, Any]]) -> RoundPlan:
-        call = next_round(plan_job, records)
+        call = next_round(job, records)
         lines = []
         new = [d for d in call.state.disturbed if d.round not in reported]
         if new:
             lines.append(disturbed_line([d.to_dict() for d in new]))
             reported.update(d.round for d in new)
         if call.decision is not None and call.state.rounds_run:
-            lines.append(decision_line(call.to_dict(), plan_job))
-        return RoundPlan(call.stop, wanted_rounds(plan_job, call), tuple(lines), call.to_dict())
+            lines.append(decision_line(call.to_dict(), job))
+        return RoundPlan(call.stop, wanted_rounds(job, call), tuple(lines), call.to_dict())
 
     return rule
 
@@ -515,7 +515,7 @@ def default_out(preset: str) -> Path:
 
 def prepare_out(args: argparse.Namespace, job: Job) -> Path:
     """Create the output folder with plan.json; refuse to mix into an existing job."""
-    from lab.engine.records import code_hash
+    from lab.engine.metadata import code_hash
 
     out = Path(args.out) if args.out else default_out(job.preset)
     if (out / outputs.RESULTS).exists() or (out / outputs.PLAN).exists():

@@ -8,8 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from lab.engine import outputs
 from lab.errors import LabError
+from lab.records import outputs
 from lab.render.report import write_report
 
 

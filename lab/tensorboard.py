@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from lab.engine import outputs
 from lab.errors import LabError
+from lab.records import outputs
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -16,9 +16,10 @@ import pytest
 from lab import ablate
 from lab.analysis.adaptive import BUDGET, MAX_ROUNDS, TARGET
 from lab.analysis.rounds import REPLACEMENT_CAP, ROUNDS_DONE, next_round, replacement_cap
-from lab.engine import outputs, runner
+from lab.engine import runner
 from lab.engine.job import Job
-from lab.engine.records import RECORD_SCHEMA_VERSION, read_records
+from lab.records import outputs
+from lab.records.jsonl import RECORD_SCHEMA_VERSION, read_records
 
 STEPS = ("cached_preprocessing", "main_thread_aug")  # baseline, two steps, the control
 BASE_S = {"baseline": 10.0, "baseline (control)": 10.0, "+cached_preprocessing": 9.0}
@@ -90,7 +91,7 @@ def _run(job: Job, out: Path, trainer: FakeTrainer, monkeypatch) -> list[dict]:
 
 
 def _state(job: Job, out: Path):
-    return next_round(job.to_dict(), read_records(out / outputs.RESULTS))
+    return next_round(job, read_records(out / outputs.RESULTS))
 
 
 def test_a_fixed_job_runs_its_rounds(tmp_path, monkeypatch):

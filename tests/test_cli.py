@@ -10,8 +10,8 @@ import shutil
 import pytest
 import torch
 
-from lab.engine.records import RECORD_SCHEMA_VERSION
 from lab.recipe.registry import CONTROL_NAME
+from lab.records.jsonl import RECORD_SCHEMA_VERSION
 from tests.conftest import (
     REPO,
     SERIES_STEP_NAMES,

@@ -16,32 +16,21 @@ LAB = Path(__file__).resolve().parent.parent / "lab"
 # What each layer may import from the lab (besides itself, `lab` and `lab.errors`).
 ALLOWED: dict[str, tuple[str, ...]] = {
     "recipe": ("ablations",),  # the registry discovers the steps
+    # The record format (files, schemas, upgrades, the plan's job) stands on nothing of the lab.
+    "records": (),
     "train": ("lab.recipe",),
     "profiling": ("lab.recipe", "lab.train"),
-    "engine": ("lab.recipe", "lab.train", "lab.profiling"),
-    # Analysis and rendering read records, plans and their file names, never the training stack,
-    # and of the recipe only what the record schema fixes (FROZEN_VOCABULARY).
-    "analysis": (
-        "lab.recipe.vocabulary",
-        "lab.recipe.counters",
-        "lab.engine.records",
-        "lab.engine.outputs",
-        "lab.engine.floor",
-    ),
-    "render": (
-        "lab.recipe.vocabulary",
-        "lab.recipe.counters",
-        "lab.analysis",
-        "lab.engine.records",
-        "lab.engine.outputs",
-        "lab.engine.floor",
-    ),
+    "engine": ("lab.recipe", "lab.records", "lab.train", "lab.profiling"),
+    # Analysis and rendering read records, plans and their file names, never the engine or the
+    # training stack, and of the recipe only what the record schema fixes (FROZEN_VOCABULARY).
+    "analysis": ("lab.recipe.vocabulary", "lab.recipe.counters", "lab.records"),
+    "render": ("lab.recipe.vocabulary", "lab.recipe.counters", "lab.records", "lab.analysis"),
 }
 # What a report says about a step or the article travels in the job's plan.json: the layers that
 # rebuild a report from records never import the live registry, the article's figures of the
 # day or the steps (tests/test_reports_from_records.py proves the effect).
 LIVE_FACTS = ("lab.recipe.registry", "lab.recipe.article", "ablations")
-TORCH_FREE = ("recipe", "analysis", "render")
+TORCH_FREE = ("recipe", "records", "analysis", "render")
 CLIS = ("lab.ablate", "lab.report", "lab.compare", "lab.tensorboard", "lab.doctables")
 
 
@@ -51,7 +40,7 @@ def _lab_imports(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module:
             if node.module.split(".")[0] in ("lab", "ablations"):
-                # `from lab.engine import outputs` imports lab.engine.outputs
+                # `from lab.records import outputs` imports lab.records.outputs
                 found |= {f"{node.module}.{alias.name}" for alias in node.names}
         elif isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.split(".")[0] in ("lab", "ablations")}
@@ -136,3 +125,22 @@ def test_help_and_list_start_without_torch():
         "lab.ablate.main(['--list'])"
     )
     assert _torch_loaded_after(statement) == []
+
+
+def _nested_imports(path: Path) -> list[str]:
+    """Imports that are not statements of the module's top level (inside a function, a class,
+    or an `if TYPE_CHECKING:` block)."""
+    tree = ast.parse(path.read_text())
+    top = {id(node) for node in tree.body}
+    return [
+        f"{path.name}:{node.lineno}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in top
+    ]
+
+
+def test_the_records_layer_imports_everything_at_the_top():
+    """The record format needs no torch, so it has no reason to defer an import: none hides
+    in a function or behind TYPE_CHECKING."""
+    nested = [name for path in _module_files("records") for name in _nested_imports(path)]
+    assert not nested, nested

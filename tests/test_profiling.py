@@ -11,9 +11,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from lab.engine import floor
-from lab.engine.floor import floor_seconds, measure_peak_tflops, vendor_peak_tflops
+from lab.engine import peak as peak_module
+from lab.engine.peak import measure_peak_tflops
 from lab.profiling.passes import DATALOADER_TWIN, breakdown_from_trace, recorded_steps
+from lab.records.floor import floor_seconds, vendor_peak_tflops
 from tests.conftest import STEP_NAMES, assert_one_line_error, call_cli, read_jsonl
 
 
@@ -95,7 +96,7 @@ def test_measured_peak_is_the_fastest_of_the_timed_multiplies(monkeypatch):
     """2 n^3 FLOPs over the best of the repeats, the warm-up multiply untimed: a clock that
     reads 3 ms, 1 ms and 2 ms for the three repeats gives 2 * 256^3 / 1 ms."""
     readings = iter([10.0, 10.003, 20.0, 20.001, 30.0, 30.002])
-    monkeypatch.setattr(floor, "time", SimpleNamespace(perf_counter=lambda: next(readings)))
+    monkeypatch.setattr(peak_module, "time", SimpleNamespace(perf_counter=lambda: next(readings)))
     peak = measure_peak_tflops(torch.device("cpu"), torch.float32, size=256, repeats=3)
     assert peak == pytest.approx(2 * 256**3 / 0.001 / 1e12)
     assert next(readings, None) is None  # every repeat read the clock twice, the warm-up never

@@ -7,17 +7,19 @@ import json
 
 import pytest
 
-from lab.engine import schema2
-from lab.engine.records import (
-    PLAN_SCHEMA_VERSION,
-    RECORD_SCHEMA_VERSION,
-    append_record,
-    read_plan,
-    read_records,
-    upgrade_record,
-)
+from lab import REPO_ROOT
 from lab.errors import LabError
 from lab.recipe.counters import counter_values
+from lab.records import schema2
+from lab.records.jsonl import RECORD_SCHEMA_VERSION, append_record, read_records, upgrade_record
+from lab.records.plan import (
+    PLAN_SCHEMA_VERSION,
+    DataSource,
+    JobSpec,
+    plan_job,
+    read_plan,
+    write_plan,
+)
 
 
 def _record(index: int) -> dict:
@@ -97,3 +99,28 @@ def test_a_schema_2_plan_gets_the_frozen_facts_not_the_registry(tmp_path):
         read_plan(path)
     with pytest.raises(LabError, match="no such plan"):
         read_plan(tmp_path / "missing.json")
+
+
+EXAMPLE_PLANS = sorted((REPO_ROOT / "reports").glob("example-*/plan.json"))
+
+
+@pytest.mark.parametrize("path", EXAMPLE_PLANS, ids=lambda p: p.parent.name)
+def test_a_committed_plans_job_reads_as_a_jobspec_and_writes_back_the_same(path, tmp_path):
+    """The job is described once (JobSpec): every committed plan's job reads into it, and a
+    plan written from it is byte-identical to the committed file."""
+    plan = read_plan(path)
+    job = plan_job(plan)
+    assert json.loads(json.dumps(job.to_dict())) == plan["job"]
+    others = {key: plan[key] for key in ("variants", "step_facts", "article")}
+    write_plan(tmp_path, job, plan["code_hash"], **others)
+    assert (tmp_path / "plan.json").read_bytes() == path.read_bytes()
+
+
+def test_a_schema_2_job_reads_with_the_later_fields_at_their_defaults():
+    """The last schema-2 writer (93b7ea8) stored no Ray, adaptive or overrides fields yet."""
+    old = {"preset": "smoke", "steps": ["bulk_rng"], "rounds": 2, "seed": 0, "order_seed": 5}
+    job = JobSpec.from_dict({**old, "device": "cpu", "data": {"path": "d", "fingerprint": "f"}})
+    assert (job.steps, job.overrides, job.data) == (("bulk_rng",), (), DataSource("d", "f"))
+    assert not job.adaptive and not job.ray and job.round_cpus is None
+    with pytest.raises(TypeError):
+        JobSpec.from_dict(old)  # no device: not a job

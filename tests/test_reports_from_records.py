@@ -1,7 +1,7 @@
 """A report is a pure function of its records and its plan: rebuilt with a step's title and the
 article's figure for it changed in the live registry, every committed example reads the same,
 byte for byte, as its committed report.md. The examples are schema-2 jobs, so this is also the
-proof that an old job still renders (through `lab.engine.records.upgrade_plan`)."""
+proof that an old job still renders (through `lab.records.plan.upgrade_plan`)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import pytest
 
 from lab import REPO_ROOT
 from lab.analysis.summary import build_summary
-from lab.engine import outputs
 from lab.engine.job import Job
-from lab.engine.records import read_plan, read_records
 from lab.errors import LabError
 from lab.recipe import article, registry
+from lab.records import outputs
+from lab.records.jsonl import read_records
+from lab.records.plan import read_plan
 from lab.render.report import render_report, write_report
 
 EXAMPLES = sorted(p for p in (REPO_ROOT / "reports").glob("example-*") if p.is_dir())

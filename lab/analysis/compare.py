@@ -11,9 +11,10 @@ import numpy as np
 
 from lab.analysis.stats import Ratio, unpaired_log_shift, unpaired_ratio
 from lab.analysis.summary import build_summary, chain_variants, paired_logs
-from lab.engine import outputs
-from lab.engine.records import read_plan, read_records
 from lab.errors import LabError
+from lab.records import outputs
+from lab.records.jsonl import read_records
+from lab.records.plan import read_plan
 
 COMPARE_SCHEMA_VERSION = 1
 

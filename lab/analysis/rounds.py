@@ -33,6 +33,7 @@ from lab.analysis.adaptive import (
 )
 from lab.analysis.disturbed import DisturbedRound, disturbed_rounds
 from lab.recipe.vocabulary import BASELINE, CHAIN_ROLES, CONTROL
+from lab.records.plan import JobSpec
 
 ROUNDS_DONE = "rounds"  # a fixed job has its N clean rounds
 REPLACEMENT_CAP = "replacement_cap"  # a fixed job replaced N // 2 disturbed rounds and stopped
@@ -132,15 +133,15 @@ def rounds_state(records: Sequence[Mapping[str, Any]]) -> RoundsState:
     )
 
 
-def adaptive_rule(job: Mapping[str, Any]) -> AdaptiveRule | None:
-    """The job's adaptive rule (`job`: plan.json's job), None for a job of fixed rounds."""
-    if job.get("target_mde_pct") is None and job.get("budget_s") is None:
+def adaptive_rule(job: JobSpec) -> AdaptiveRule | None:
+    """The job's adaptive rule, None for a job of fixed rounds."""
+    if not job.adaptive:
         return None
     return AdaptiveRule(
-        target_mde_pct=job["target_mde_pct"],
-        budget_s=job["budget_s"],
-        min_rounds=job.get("min_rounds") or DEFAULT_MIN_ROUNDS,
-        max_rounds=job.get("max_rounds") or DEFAULT_MAX_ROUNDS,
+        target_mde_pct=job.target_mde_pct,
+        budget_s=job.budget_s,
+        min_rounds=job.min_rounds or DEFAULT_MIN_ROUNDS,
+        max_rounds=job.max_rounds or DEFAULT_MAX_ROUNDS,
     )
 
 
@@ -149,8 +150,9 @@ def replacement_cap(rounds: int) -> int:
     return rounds + rounds // 2
 
 
-def next_round(job: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> RoundCall:
-    """Whether a job (plan.json's job) whose records are `records` stops now, and why."""
+def next_round(job: JobSpec, records: Sequence[Mapping[str, Any]]) -> RoundCall:
+    """Whether a job (plan.json's: `lab.records.plan.plan_job`) whose records are `records`
+    stops now, and why."""
     state = rounds_state(records)
     rule = adaptive_rule(job)
     if rule is not None:
@@ -162,22 +164,22 @@ def next_round(job: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> 
             state.round_durations_s,
         )
         return RoundCall(decision.stop, decision.reason, state, decision)
-    if state.clean_rounds >= job["rounds"]:
+    if state.clean_rounds >= job.rounds:
         return RoundCall(True, ROUNDS_DONE, state, None)
-    if state.rounds_run >= replacement_cap(job["rounds"]):
+    if state.rounds_run >= replacement_cap(job.rounds):
         return RoundCall(True, REPLACEMENT_CAP, state, None)
     return RoundCall(False, None, state, None)
 
 
-def wanted_rounds(job: Mapping[str, Any], call: RoundCall) -> int:
+def wanted_rounds(job: JobSpec, call: RoundCall) -> int:
     """How many more rounds the rule wants at least (what a `--ray` job submits in its next
     wave): a fixed job's missing clean rounds, within its cap; an adaptive job's missing
     minimum, or the rounds its noise says the target needs, within the budget and the cap.
     At least 1; meaningless once the call says stop."""
     state = call.state
     if call.decision is None:
-        missing = job["rounds"] - state.clean_rounds
-        return max(1, min(missing, replacement_cap(job["rounds"]) - state.rounds_run))
+        missing = job.rounds - state.clean_rounds
+        return max(1, min(missing, replacement_cap(job.rounds) - state.rounds_run))
     rule = adaptive_rule(job)
     assert rule is not None
     decision = call.decision

@@ -30,7 +30,6 @@ from lab.analysis.stats import (
     pooled_log_sd,
     ratio_from_logs,
 )
-from lab.engine.floor import floor_seconds
 from lab.recipe.counters import COUNTERS, counter_values
 from lab.recipe.vocabulary import (
     BASELINE,
@@ -40,6 +39,8 @@ from lab.recipe.vocabulary import (
     TRAIN_EVAL,
     TRAIN_PREPROCESS,
 )
+from lab.records.floor import floor_seconds
+from lab.records.plan import JobSpec, plan_job
 
 SUMMARY_SCHEMA_VERSION = 4
 TIMINGS = ("total_s", "train_s", "eval_s", "preprocess_s")
@@ -359,20 +360,20 @@ def _power(comparisons: list[Ratio], rounds: int, excluded_rounds: int = 0) -> d
     }
 
 
-def _rounds_stop(call: RoundCall, job: dict[str, Any]) -> dict[str, Any]:
+def _rounds_stop(call: RoundCall, job: JobSpec) -> dict[str, Any]:
     """Why the job ran the rounds it ran: the rounds rule asked again of the records, so the
     answer is the engine's own (`reason` null: the rule would run another round, as for an
     interrupted job, or one whose disturbed rounds were never replaced)."""
     return {
         "reason": call.reason if call.stop else None,
-        "planned_rounds": job["rounds"],
+        "planned_rounds": job.rounds,
         "rounds_run": call.state.rounds_run,
         "clean_rounds": call.state.clean_rounds,
-        "replacement_cap": None if call.decision else replacement_cap(job["rounds"]),
+        "replacement_cap": None if call.decision else replacement_cap(job.rounds),
     }
 
 
-def _adaptive(call: RoundCall, job: dict[str, Any]) -> dict[str, Any] | None:
+def _adaptive(call: RoundCall, job: JobSpec) -> dict[str, Any] | None:
     """An adaptive job's rule and where it stood at the end (None for a job of fixed rounds)."""
     rule = adaptive_rule(job)
     if rule is None or call.decision is None:
@@ -454,10 +455,11 @@ def build_summary(
     profiles: list[dict[str, Any]] | None = None,
     sessions: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The summary of a job's records (`lab.engine.records.read_records`) and its plan
-    (`lab.engine.records.read_plan`), both in the current schema."""
+    """The summary of a job's records (`lab.records.jsonl.read_records`) and its plan
+    (`lab.records.plan.read_plan`), both in the current schema."""
     every_timed = [r for r in records if not r["warmup"]]
-    call = next_round(plan["job"], records)
+    job = plan_job(plan)
+    call = next_round(job, records)
     excluded = call.state.excluded  # disturbed rounds: out of every comparison (rounds.py)
     timed = [r for r in every_timed if r["round"] not in excluded]
     by_variant: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -512,8 +514,8 @@ def build_summary(
             {"round": d.round, "runs": [{"variant": r.variant, "factor": r.factor} for r in d.runs]}
             for d in call.state.disturbed
         ],
-        "rounds_stop": _rounds_stop(call, plan["job"]),
-        "adaptive": _adaptive(call, plan["job"]),
+        "rounds_stop": _rounds_stop(call, job),
+        "adaptive": _adaptive(call, job),
         "sessions": _sessions(sessions or []),
         "hosts": _hosts(every_timed),
         "variants": chain + others,

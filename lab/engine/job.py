@@ -8,21 +8,18 @@ alike, and the paired comparison within a round (`lab.analysis.stats`) removes m
 job of more than one variant also runs a control, a second copy of the baseline, in every round: its
 comparison with the baseline is the noise floor of this very job.
 
-This module is plain data and knows nothing of training; `lab.engine.runner` executes a job.
+The job's fields and its storage in plan.json are `lab.records.plan.JobSpec`'s; this module adds
+what running it needs, and knows nothing of training: `lab.engine.runner` executes a job.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lab.engine import outputs
-from lab.engine.records import PLAN_SCHEMA_VERSION
 from lab.errors import LabError
 from lab.recipe.article import series_facts
 from lab.recipe.config import Config, apply_overrides
@@ -34,16 +31,12 @@ from lab.recipe.registry import (
     get_steps,
     leave_one_out_variants,
 )
+from lab.records import outputs
+from lab.records.plan import JobSpec, read_resumable_plan, write_plan
 
 # Seeds the profiled passes' shuffles with three words ([order_seed, 1, pass]), apart from the
 # rounds' two-word seeds, so the two never share a shuffle.
 PROFILE_STREAM = 1
-
-
-@dataclass(frozen=True)
-class DataSource:
-    path: str  # the resolved data folder
-    fingerprint: str  # hash of its files' paths, sizes and mtimes (the decoded cache's key)
 
 
 @dataclass(frozen=True)
@@ -60,34 +53,9 @@ class Slot:
 
 
 @dataclass(frozen=True)
-class Job:
-    preset: str  # name of the preset the variants start from
-    steps: tuple[str, ...]  # steps applied cumulatively, in registry order
-    rounds: int  # rounds; each runs every variant once
-    seed: int  # training seed of round 0; round i uses seed + i (all variants alike)
-    order_seed: int  # seed of the per-round shuffles (recorded so the order is reproducible)
-    device: str  # "cpu" or "cuda"
-    overrides: tuple[str, ...] = ()  # `--set key=value` assignments, in order
-    warmup: bool = True  # one discarded baseline run before round 0
-    control: bool = True  # a second copy of the baseline in every round (jobs of 2+ variants)
-    leave_one_out: bool = False  # also every variant with all steps but one
-    profile: bool = True  # profiled passes of each cumulative variant after the timed rounds
-    with_stack: bool = False  # Python stacks in the traces
-    profile_passes: int = 1  # profiled passes per cumulative variant, interleaved like rounds
-    peak_tflops: float | None = None  # the floor's peak, instead of measured / vendor
-    data: DataSource | None = None  # None only for `--plan`, which trains nothing
-    ray: bool = False  # each round a Ray task (lab.engine.ray_rounds); the address is not stored
-    round_cpus: int | None = None  # cores reserved per round on Ray (None for a local job)
-    # Adaptive rounds (`--target-mde`, `--budget`; lab.analysis.rounds): None for a job of
-    # fixed `rounds`. An adaptive job adds rounds until the first of its rule's ends is reached.
-    target_mde_pct: float | None = None  # percent: the minimum detectable saving sought
-    budget_s: float | None = None  # seconds of timed runs the job may spend
-    min_rounds: int | None = None  # clean rounds before the target may stop it
-    max_rounds: int | None = None  # rounds, disturbed ones included, it runs at most
-
-    @property
-    def adaptive(self) -> bool:
-        return self.target_mde_pct is not None or self.budget_s is not None
+class Job(JobSpec):
+    """The job of plan.json (`lab.records.plan.JobSpec`, its fields and storage) with what the
+    runner asks of it: the base config, the variants, the rounds' shuffled orders."""
 
     def base_config(self) -> Config:
         return apply_overrides(get_preset(self.preset).config, list(self.overrides))
@@ -147,47 +115,27 @@ class Job:
 
     # ------------------------------------------------------------------------- storage
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Job:
-        data = dict(data)
-        data["steps"] = tuple(data["steps"])
-        data["overrides"] = tuple(data["overrides"])
-        data["data"] = DataSource(**data["data"]) if data.get("data") else None
-        return cls(**data)
-
     def save(self, out: Path, code_hash: str) -> None:
         """plan.json: the job, its variants' configs, and what its report will state about each
         step and the article, frozen now so that a report rebuilt by later code says the same."""
         steps = get_steps(list(self.steps)) if self.steps else []
-        plan = {
-            "schema_version": PLAN_SCHEMA_VERSION,
-            "job": self.to_dict(),
-            "code_hash": code_hash,
-            "variants": {v.name: v.config.to_dict() for v in self.variants()},
-            "step_facts": {step.name: step.facts() for step in steps},
-            "article": series_facts(),
-        }
-        (out / outputs.PLAN).write_text(json.dumps(plan, indent=2, sort_keys=True) + "\n")
+        write_plan(
+            out,
+            self,
+            code_hash,
+            variants={v.name: v.config.to_dict() for v in self.variants()},
+            step_facts={step.name: step.facts() for step in steps},
+            article=series_facts(),
+        )
 
     @classmethod
     def load(cls, out: Path, code_hash: str) -> Job:
         """The job stored in `out`, refused when today's code or configs differ from it."""
-        path = out / outputs.PLAN
-        if not path.is_file():
-            raise LabError(f"--resume {out}: no {outputs.PLAN} (not a lab output folder)")
+        plan = read_resumable_plan(out)
         try:
-            plan = json.loads(path.read_text())
-            if plan.get("schema_version") != PLAN_SCHEMA_VERSION:
-                raise LabError(
-                    f"--resume {path}: plan schema {plan.get('schema_version')!r}; "
-                    f"this lab resumes schema {PLAN_SCHEMA_VERSION} (start a new job)"
-                )
             job = cls.from_dict(plan["job"])
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise LabError(f"--resume {path}: unreadable plan") from None
+        except (KeyError, TypeError):
+            raise LabError(f"--resume {out / outputs.PLAN}: unreadable plan") from None
         if plan.get("code_hash") != code_hash:
             raise LabError(
                 f"--resume {out}: the code changed since the job started "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from lab.engine.floor import floor_seconds
 from lab.recipe.config import Config
 from lab.recipe.registry import Variant
 from lab.recipe.workload import (
@@ -15,6 +14,7 @@ from lab.recipe.workload import (
     subset_sizes,
     trained_samples,
 )
+from lab.records.floor import floor_seconds
 from lab.train.data import IMAGE_SHAPE
 from lab.train.network import build_network, count_parameters, flops_per_image, network_fields
 

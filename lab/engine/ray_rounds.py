@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab.engine import outputs
 from lab.engine.job import Job, Slot
 from lab.errors import LabError
+from lab.records import outputs
 
 if TYPE_CHECKING:  # the driver imports this module before it needs the training stack
     from lab.engine.runner import NextRound, Progress
@@ -82,7 +82,7 @@ class Cluster:
 def connect(address: str) -> Cluster:
     """Start a local Ray (`address` ""; Ray itself honours $RAY_ADDRESS then) or join the
     cluster at `address` ("auto" or HOST:PORT)."""
-    from lab.engine.records import REPO_ROOT
+    from lab import REPO_ROOT
 
     ray = require_ray()
     if ray.is_initialized():
@@ -190,7 +190,7 @@ def _device_id(device: Any) -> str:
     """The GPU's UUID, else the CPU's name: which device of the host ran it."""
     import torch
 
-    from lab.engine.records import device_name
+    from lab.engine.metadata import device_name
 
     if device.type == "cuda":
         return str(torch.cuda.get_device_properties(device).uuid)
@@ -210,7 +210,7 @@ def round_task(
     import ray
     import torch
 
-    from lab.engine.records import code_hash
+    from lab.engine.metadata import code_hash
     from lab.engine.runner import Progress, SubsetCache, measure_peak, run_slots
     from lab.train.trainer import run_training
 
@@ -287,7 +287,7 @@ class RoundsOnRay:
     whose worker died with its missing runs."""
 
     def __init__(self, job: Job, out: Path, data: Cifar, progress: Progress) -> None:
-        from lab.engine.records import code_hash, command_line, git_revision
+        from lab.engine.metadata import code_hash, command_line, git_revision
         from lab.engine.runner import done_runs
 
         self.ray = require_ray()
@@ -357,7 +357,7 @@ class RoundsOnRay:
         self.keep(task, record)
 
     def keep(self, task: RoundTask, record: dict[str, Any]) -> None:
-        from lab.engine.records import append_record
+        from lab.records.jsonl import append_record
 
         key = (record["variant"], record["round"])
         if key in self.done:

@@ -13,17 +13,19 @@ from typing import Any
 
 import torch
 
-from lab.engine import outputs
-from lab.engine.floor import measure_peak_tflops, training_dtype, vendor_peak_tflops
 from lab.engine.job import Job, Slot
-from lab.engine.outputs import tb_run_name
+from lab.engine.metadata import device_name, metadata
+from lab.engine.peak import measure_peak_tflops, training_dtype
 from lab.engine.plan import plan_entry
-from lab.engine.records import append_record, device_name, metadata, read_records, run_record
 from lab.errors import LabError
 from lab.profiling.passes import profile_in_subprocess
 from lab.recipe.config import Config
 from lab.recipe.registry import BASELINE, STEP, Variant
 from lab.recipe.workload import passes
+from lab.records import outputs
+from lab.records.floor import vendor_peak_tflops
+from lab.records.jsonl import append_record, read_records, run_record
+from lab.records.outputs import tb_run_name
 from lab.train.data import Cifar, load_cifar, source_key, subset
 from lab.train.precision import resolve_precision
 from lab.train.trainer import EpochStats, run_training

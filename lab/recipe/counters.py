@@ -18,7 +18,7 @@ class Counter:
     delta_format: str  # how a report prints a change of it
     exact: bool  # counted, not timed: any change is real; timed ones need > 2% to be shown
     read: Callable[[dict[str, Any]], float | None]  # the value in a run record (None: not
-    # measured, see `lab.engine.records.upgrade_record`)
+    # measured, see `lab.records.jsonl.upgrade_record`)
 
 
 def _measured(key: str) -> Callable[[dict[str, Any]], float | None]:

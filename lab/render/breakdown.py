@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lab.engine import outputs
+from lab.records import outputs
 from lab.render.waterfall import plt, save_chart
 
 # Phase keys of `summary.phase_values`, in stacking order, with their legend labels and colours.

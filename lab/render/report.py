@@ -13,11 +13,12 @@ from typing import Any
 
 from lab.analysis.stats import CONFIDENCE, MIN_ROUNDS, SIGNIFICANT
 from lab.analysis.summary import CATEGORIES, build_summary, chain_variants
-from lab.engine import outputs
-from lab.engine.records import read_plan, read_records
 from lab.errors import LabError
 from lab.recipe.counters import COUNTERS, SHOWN_CHANGE
 from lab.recipe.vocabulary import TRAIN_EVAL, TRAIN_PREPROCESS
+from lab.records import outputs
+from lab.records.jsonl import read_records
+from lab.records.plan import read_plan
 from lab.render.breakdown import draw_breakdown
 from lab.render.tblogs import write_tensorboard_logs
 from lab.render.waterfall import draw_leave_one_out, draw_waterfall

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from lab.analysis.stats import median
-from lab.engine.outputs import BREAKDOWN, TENSORBOARD, WATERFALL, tb_run_name
+from lab.records.outputs import BREAKDOWN, TENSORBOARD, WATERFALL, tb_run_name
 
 SCALARS = {
     "train_loss": lambda e: e["train_loss"],

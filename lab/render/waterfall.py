@@ -14,7 +14,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from lab.analysis.summary import chain_variants  # noqa: E402
-from lab.engine import outputs  # noqa: E402
+from lab.records import outputs  # noqa: E402
 
 SAVING, SLOWDOWN, TOTAL, ONE_OFF = "#2a9d8f", "#e76f51", "#264653", "#b8b8b8"
 

@@ -9,6 +9,7 @@ from typing import Any
 from lab.analysis.adaptive import STOP_REASONS
 from lab.analysis.rounds import REPLACEMENT_CAP, ROUNDS_DONE
 from lab.recipe.vocabulary import TRAIN_EVAL, TRAIN_PREPROCESS
+from lab.records.plan import JobSpec
 
 RULE_NAMES = {
     TRAIN_EVAL: "training + evaluation (preprocessing excluded)",
@@ -112,17 +113,17 @@ def _pct(value: float | None) -> str:
     return "not yet known" if value is None else f"{value:.1f}%"
 
 
-def decision_line(call: dict[str, Any], job: dict[str, Any]) -> str:
+def decision_line(call: dict[str, Any], job: JobSpec) -> str:
     """An adaptive job's state after a round (`lab.analysis.rounds.RoundCall.to_dict`)."""
     decision = call["decision"]
     line = (
         f"after {call['rounds_run']} round(s) ({call['clean_rounds']} clean): minimum detectable "
         f"saving {_pct(decision['min_detectable_pct'])}"
     )
-    if job["target_mde_pct"] is not None:
+    if job.target_mde_pct is not None:
         if decision["stopping_mde_pct"] is not None:
             line += f", {decision['stopping_mde_pct']:.1f}% on the stopping noise"
-        line += f" (target {job['target_mde_pct']:g}%)"
+        line += f" (target {job.target_mde_pct:g}%)"
         if decision["rounds_to_target"] is not None and not decision["stop"]:
             line += f"; about {decision['rounds_to_target']} more clean round(s) to the target"
     if decision["rounds_in_budget"] is not None:

@@ -1,5 +1,5 @@
 """What the lab's last schema-2 code (commit 93b7ea8) said about its steps and the article: the
-facts a schema-2 job never stored. `lab.engine.records.upgrade_plan` fills a schema-2 plan from
+facts a schema-2 job never stored. `lab.records.plan.upgrade_plan` fills a schema-2 plan from
 this table, never from the live registry, so an old job's report does not change when a step's
 title or an article figure is edited. Every committed schema-2 report was rendered with these
 facts. Frozen: do not edit (a fact that changes is stored by the jobs of schema 3 onwards).

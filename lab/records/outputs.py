@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-PLAN = "plan.json"  # the job (lab.engine.job.Job), written when it starts
+PLAN = "plan.json"  # the job (lab.records.plan.JobSpec), written when it starts
 RESULTS = "results.jsonl"  # one record per timed run
 PROFILE = "profile.jsonl"  # one record per profiled pass
 SESSIONS = "sessions.jsonl"  # one record per invocation: data loading and wall time
