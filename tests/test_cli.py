@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lab.engine.records import RECORD_SCHEMA_VERSION
-from lab.recipe.registry import CONTROL_NAME
+from lab.recipe.variant import CONTROL_NAME
 from tests.conftest import (
     REPO,
     SERIES_STEP_NAMES,

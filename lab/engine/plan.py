@@ -7,7 +7,7 @@ from typing import Any
 
 from lab.engine.floor import floor_seconds
 from lab.recipe.config import Config
-from lab.recipe.registry import Variant
+from lab.recipe.variant import Variant
 from lab.recipe.workload import (
     expected_rng_calls,
     expected_worker_launches,
