@@ -1,12 +1,15 @@
 """lab: a profiling and ablation lab for training speed (first subject: ResNet on CIFAR-10).
 
 The layers, bottom to top (tests/test_layers.py enforces them):
-  recipe/     what a run is: config, schedules, presets, the step registry, the article's
+  recipe/     what a run is: config, schedules, presets, the step registry, variants, the article's
               figures, the counter table, workload arithmetic. No torch.
+  ../ablations/  the steps, one module each, just above recipe: the registry imports none of
+              them; `import ablations` (the CLIs, the job, the tests) registers them all.
   train/      running one: data, pipelines, network, trainer. torch.
   profiling/  profiled passes, trace reading, CPU load. torch.
-  engine/     jobs of rounds: the job, the runner (local or on Ray), records, output file
-              names, the plan.
+  engine/     jobs of rounds: the job, the rounds and runs both engines share, the local
+              engine (runner) and the Ray one (ray_rounds, cluster), the session, records,
+              output file names, the plan.
   analysis/   statistics and summaries, from records alone. No torch.
   render/     report text, charts, TensorBoard logs, from a summary. No torch.
   ablate, report, compare, tensorboard: the command-line programs on top; doctables writes
