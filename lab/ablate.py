@@ -3,8 +3,8 @@ rounds, append one record per run to `<out>/results.jsonl`, and write the report
 
 Examples:
   python -m lab.ablate                      # the baseline on the default preset
-  python -m lab.ablate --all                # baseline + Part 1's six steps + a control
-  python -m lab.ablate --series full        # the whole series: twenty steps, Parts 1-8
+  python -m lab.ablate --all                # baseline + Part 1's steps + a control
+  python -m lab.ablate --series full        # the whole series, Parts 1-8 (--help counts them)
   python -m lab.ablate --all --leave-one-out
   python -m lab.ablate --steps bn_dedupe,bulk_rng --rounds 12
   python -m lab.ablate --all --target-mde 6 --budget 40m   # rounds until 6% is resolvable
@@ -21,8 +21,9 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import ablations  # noqa: F401  (registers the steps: the registry imports none)
 from lab.analysis.adaptive import (
     DEFAULT_MAX_ROUNDS,
     DEFAULT_MIN_ROUNDS,
@@ -30,18 +31,18 @@ from lab.analysis.adaptive import (
     parse_duration,
 )
 from lab.analysis.rounds import adaptive_rule, next_round, wanted_rounds
+from lab.engine.cluster import Cluster, check_fits, connect, default_round_cpus
 from lab.engine.job import Job
-from lab.engine.ray_rounds import Cluster, check_fits, connect, default_round_cpus
+from lab.engine.metadata import code_hash
+from lab.engine.rounds import NextRound, RoundPlan
 from lab.errors import LabError
 from lab.recipe.config import field_names
 from lab.recipe.presets import PRESETS, default_preset, get_preset
-from lab.recipe.registry import SERIES, all_steps, get_steps, series_steps
+from lab.recipe.registry import SERIES, all_steps, describe_series, get_steps, series_steps
 from lab.recipe.workload import steps_per_pass, subset_sizes
 from lab.records import outputs
 from lab.records.plan import DataSource
-
-if TYPE_CHECKING:
-    from lab.engine.runner import NextRound
+from lab.render.words import decision_line, disturbed_line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,13 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument(
         "--all",
         action="store_true",
-        help="run the baseline and the seed article's six steps cumulatively (= --series part1)",
+        help=f"run the baseline and the seed article's {len(series_steps('part1'))} steps "
+        "cumulatively (= --series part1)",
     )
     jobs.add_argument(
         "--series",
         choices=sorted(SERIES),
         help="run the baseline and a named series of steps cumulatively: "
-        + "; ".join(f"{name}: {about}" for name, about in SERIES.items()),
+        + "; ".join(f"{name}: {describe_series(name)}" for name in SERIES),
     )
     jobs.add_argument(
         "--steps", metavar="A,B", help="run the baseline and these steps cumulatively, in order"
@@ -241,7 +243,7 @@ def _device(requested: str | None, cluster: Cluster | None = None) -> str:
     if cluster is not None:
         has_cuda = cluster.has_gpus
     else:
-        import torch
+        import torch  # here: --help, --list and --plan start without torch
 
         has_cuda = torch.cuda.is_available()
     if requested in (None, "auto"):
@@ -375,12 +377,10 @@ def _adaptive_defaults(given: dict[str, Any]) -> dict[str, Any]:
 def resumed_job(args: argparse.Namespace, out: Path, cluster: Cluster | None = None) -> Job:
     """The stored job; any flag that would change it is refused, naming the conflict (a Ray
     job's address is not part of it: `--ray ADDRESS` may name where to finish it)."""
-    from lab.engine.metadata import code_hash
-
     job = Job.load(out, code_hash())
     conflicts = job.conflicts(requested_fields(args, cluster))
     if args.data is not None or args.download:
-        from lab.train.data import find_or_fetch_data, source_key
+        from lab.train.data import find_or_fetch_data, source_key  # torch: not for --help
 
         path, _ = source_key(find_or_fetch_data(args.data, args.download))
         if job.data is None or path != job.data.path:
@@ -395,7 +395,7 @@ def resumed_job(args: argparse.Namespace, out: Path, cluster: Cluster | None = N
 
 def _check_driver_can_profile(job: Job) -> None:
     """Profiled passes run on the driver after the rounds: it needs the job's device."""
-    import torch
+    import torch  # here: --help, --list and --plan start without torch
 
     if job.profile and job.device == "cuda" and not torch.cuda.is_available():
         raise LabError(
@@ -405,7 +405,7 @@ def _check_driver_can_profile(job: Job) -> None:
 
 
 def data_source(args: argparse.Namespace) -> DataSource:
-    from lab.train.data import OFFICIAL_URL, find_or_fetch_data, source_key
+    from lab.train.data import OFFICIAL_URL, find_or_fetch_data, source_key  # torch
 
     path = find_or_fetch_data(
         args.data,
@@ -456,7 +456,7 @@ def print_list(as_json: bool) -> None:
 
 
 def print_plan(job: Job, as_json: bool) -> None:
-    from lab.engine.plan import plan_entry
+    from lab.engine.plan import plan_entry  # counting parameters and FLOPs needs torch
 
     entries = [{**plan_entry(v, job.peak_tflops), "role": v.role} for v in job.variants()]
     if as_json:
@@ -489,9 +489,6 @@ def print_plan(job: Job, as_json: bool) -> None:
 def rounds_rule(job: Job) -> NextRound:
     """The job's rounds rule (`lab.analysis.rounds.next_round`) as the engine asks it, with
     the lines it prints: every adaptive decision, and each newly disturbed round."""
-    from lab.engine.runner import RoundPlan
-    from lab.render.words import decision_line, disturbed_line
-
     reported: set[int] = set()
 
     def rule(records: list[dict[str, Any]]) -> RoundPlan:
@@ -515,8 +512,6 @@ def default_out(preset: str) -> Path:
 
 def prepare_out(args: argparse.Namespace, job: Job) -> Path:
     """Create the output folder with plan.json; refuse to mix into an existing job."""
-    from lab.engine.metadata import code_hash
-
     out = Path(args.out) if args.out else default_out(job.preset)
     if (out / outputs.RESULTS).exists() or (out / outputs.PLAN).exists():
         raise LabError(f"--out {out}: already holds a job; use --resume {out} or a new folder")
@@ -565,7 +560,10 @@ def _main(args: argparse.Namespace, started: float) -> int:
     if job.ray:
         check_fits(job, connect(args.ray or ""))
         _check_driver_can_profile(job)
-    from lab.engine.runner import load_job_data, run
+    # The engine trains (torch): imported once the job is known, so that bad flags, --help,
+    # --list and --plan are answered without loading it.
+    from lab.engine.runs import load_job_data
+    from lab.engine.session import run
 
     progress = not args.no_progress and sys.stderr.isatty()
     data = load_job_data(job, progress)
@@ -578,7 +576,7 @@ def _main(args: argparse.Namespace, started: float) -> int:
     )
     print(f"data: {data.source} ({how})", file=sys.stderr)
     ran = run(job, out, data, progress, started, rounds_rule(job))
-    from lab.render.report import write_report
+    from lab.render.report import write_report  # matplotlib: only once there is a report
 
     write_report(out)
     print(f"{ran} run(s) done; results, summary and report in {out}")

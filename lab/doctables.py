@@ -1,5 +1,5 @@
-"""The docs' step tables, generated from the registry and the article's figures
-(`lab.recipe.article`), so that no page restates them by hand.
+"""The docs' step tables and step counts, generated from the registry and the article's
+figures (`lab.recipe.article`), so that no page restates them by hand.
 
 Each table sits in its page between two marker lines,
 
@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import ablations  # noqa: F401  (registers the steps: the registry imports none)
 from lab import REPO_ROOT
 from lab.recipe import article
 from lab.recipe.registry import Step, all_steps
@@ -92,6 +93,32 @@ def _others(step: Step, claim: article.ArticleStep) -> str:
     return ", ".join(f"`{name}`" for name in claim.lab_steps if name != step.name)
 
 
+def _count(number: int, thing: str) -> str:
+    return f"{number} {thing}" if number == 1 else f"{number} {thing}s"
+
+
+def step_count() -> str:
+    """The sentence that counts the steps (README, docs/series.md): the article's steps per
+    part, the lab's steps that take them, and any registered step the article did not make."""
+    steps = all_steps()
+    seed = [s for s in steps if s.part == 1]
+    later = [s for s in steps if s.part is not None and s.part != 1]
+    outside = [s for s in steps if s.article_step is None]
+    seed_article = [a for a in article.STEPS if a.part == 1 and a.number > 0]
+    later_article = [a for a in article.STEPS if a.part != 1]
+    last_part = article.STEPS[-1].part
+    text = (
+        f"Part 1 of the article sped the baseline up in {_count(len(seed_article), 'step')}, "
+        f"which the lab splits into {len(seed)} (`--all`); Parts 2-{last_part} add "
+        f"{len(later_article)} more, taken by {_count(len(later), 'step')} of the lab: "
+        f"`--series full` runs {_count(len(steps), 'step')}"
+    )
+    if outside:
+        names = ", ".join(f"`{s.name}`" for s in outside)
+        text += f", {len(outside)} of them not in the article ({names}, after its steps)"
+    return text + "."
+
+
 def rule_table() -> str:
     """docs/series.md's timing rules: which parts timed what."""
     rules: dict[str, list[int]] = {}
@@ -107,8 +134,12 @@ def rule_table() -> str:
 
 # page (relative to the checkout) -> block name -> the function that renders it
 BLOCKS: dict[str, dict[str, Callable[[], str]]] = {
-    "README.md": {"part1-steps": part1_table},
-    "docs/series.md": {"series-steps": series_table, "timing-rules": rule_table},
+    "README.md": {"part1-steps": part1_table, "step-count": step_count},
+    "docs/series.md": {
+        "step-count": step_count,
+        "series-steps": series_table,
+        "timing-rules": rule_table,
+    },
 }
 
 

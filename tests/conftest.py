@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+import ablations  # noqa: F401  (registers the steps: the registry imports none)
 from lab.recipe.registry import series_steps
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from lab.engine.job import Job
-from lab.recipe.registry import CONTROL_NAME
+from lab.recipe.variant import CONTROL_NAME
 from tests.conftest import (
     ALL_ROUNDS,
     REPO,

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from lab.recipe.registry import CONTROL_NAME
+from lab.recipe.variant import CONTROL_NAME
 from lab.render.words import interaction_reading
 from tests.conftest import LOO_ROUNDS, assert_one_line_error, call_cli, read_jsonl
 

@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 
-from lab.recipe.registry import CONTROL_NAME
+from lab.recipe.variant import CONTROL_NAME
 from lab.records.jsonl import RECORD_SCHEMA_VERSION
 from tests.conftest import (
     REPO,

@@ -9,8 +9,12 @@ import re
 from pathlib import Path
 
 import pytest
+from throwaway_step import NAME as OUTSIDE
+from throwaway_step import step_outside_the_article
 
 from lab import doctables
+from lab.recipe import article
+from lab.recipe.registry import all_steps
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -31,9 +35,6 @@ def test_committed_tables_are_the_generated_ones(page, name):
 
 def test_every_step_and_article_figure_is_in_the_series_table():
     table = doctables.series_table()
-    from lab.recipe import article
-    from lab.recipe.registry import all_steps
-
     for step in all_steps():
         assert f"`{step.name}`" in table
     for figure in article.STEPS:
@@ -41,14 +42,45 @@ def test_every_step_and_article_figure_is_in_the_series_table():
 
 
 def test_the_step_order_is_the_articles():
-    from lab.recipe import article
-    from lab.recipe.registry import all_steps
-
     steps = all_steps()
-    assert [step.name for step in steps] == list(article.LAB_ORDER)  # each registered, once
+    in_article = [step for step in steps if step.article_step is not None]
+    assert [step.name for step in in_article] == list(article.LAB_ORDER)  # each once
+    assert steps[: len(in_article)] == in_article  # any step outside the article after them
     assert [step.order for step in steps] == list(range(1, len(steps) + 1))
-    for step in steps:
+    for step in in_article:
         assert step.name in article.BY_NUMBER[step.article_step].lab_steps
+
+
+def test_the_step_count_is_the_registrys():
+    steps = all_steps()
+    sentence = doctables.step_count()
+    assert f"`--series full` runs {len(steps)} steps" in sentence
+    assert f"splits into {sum(step.part == 1 for step in steps)} (`--all`)" in sentence
+
+
+def test_a_step_outside_the_article_gets_a_row_and_a_count(tmp_path):
+    """A user's own step (the tests' throw-away one): the tables number it after the article's
+    steps, say it is not in the article, count it, and rewrite a page to say so; the README's
+    table of Part 1 does not change. Once it is gone, the committed pages are current again."""
+    before = _generated()
+    with step_outside_the_article(tmp_path):
+        count = len(all_steps())
+        assert f"| {count} | `{OUTSIDE}` | | not in the article | | |" in doctables.series_table()
+        assert doctables.part1_table() == before["README.md"]["part1-steps"]
+        sentence = doctables.step_count()
+        assert f"`--series full` runs {count} steps, 1 of them not in the article" in sentence
+        page = tmp_path / "series.md"
+        page.write_text((ROOT / "docs" / "series.md").read_text())
+        assert doctables.rewrite(page, doctables.BLOCKS["docs/series.md"])
+        assert f"`{OUTSIDE}`" in page.read_text()
+    assert _generated() == before
+
+
+def _generated() -> dict[str, dict[str, str]]:
+    return {
+        page: {name: render() for name, render in blocks.items()}
+        for page, blocks in doctables.BLOCKS.items()
+    }
 
 
 def test_rewrite_replaces_only_the_block(tmp_path):

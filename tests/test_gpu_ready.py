@@ -16,7 +16,8 @@ from torch.nn import functional as F
 
 from lab.recipe.config import Config
 from lab.recipe.presets import get_preset
-from lab.recipe.registry import apply_steps, series_steps
+from lab.recipe.registry import series_steps
+from lab.recipe.variant import apply_steps
 from lab.recipe.workload import device_rng_calls_per_epoch, expected_rng_calls
 from lab.train import device_data
 from lab.train.clock import CpuClock, PhaseTimes

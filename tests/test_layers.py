@@ -15,12 +15,14 @@ LAB = Path(__file__).resolve().parent.parent / "lab"
 
 # What each layer may import from the lab (besides itself, `lab` and `lab.errors`).
 ALLOWED: dict[str, tuple[str, ...]] = {
-    "recipe": ("ablations",),  # the registry discovers the steps
+    # The bottom: the registry knows no step; `import ablations` above it registers them.
+    "recipe": (),
     # The record format (files, schemas, upgrades, the plan's job) stands on nothing of the lab.
     "records": (),
     "train": ("lab.recipe",),
     "profiling": ("lab.recipe", "lab.train"),
-    "engine": ("lab.recipe", "lab.records", "lab.train", "lab.profiling"),
+    # The job imports `ablations`, the steps its variants apply (on Ray workers too).
+    "engine": ("lab.recipe", "lab.records", "ablations", "lab.train", "lab.profiling"),
     # Analysis and rendering read records, plans and their file names, never the engine or the
     # training stack, and of the recipe only what the record schema fixes (FROZEN_VOCABULARY).
     "analysis": ("lab.recipe.vocabulary", "lab.recipe.counters", "lab.records"),
@@ -62,6 +64,30 @@ def test_each_layer_imports_only_the_layers_below_it(layer):
         if name != "lab" and not name.startswith(allowed)
     }
     assert not wrong, sorted(wrong)
+
+
+def test_the_steps_import_only_the_recipe():
+    """`ablations/` sits just above the recipe: a step transforms a `Config`, registered in
+    the registry, and needs nothing else of the lab."""
+    wrong = {
+        f"{path.name} imports {name}"
+        for path in sorted((LAB.parent / "ablations").glob("*.py"))
+        for name in _lab_imports(path)
+        if name != "lab" and not name.startswith(("lab.recipe", "lab.errors", "ablations"))
+    }
+    assert not wrong, sorted(wrong)
+
+
+def test_importing_the_registry_imports_no_step():
+    """The registry stays cheap to import: the steps register when `ablations` is imported."""
+    code = (
+        "import sys, lab.recipe.registry, lab.recipe.variant; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ablations'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=LAB.parent, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("layer", ["analysis", "render"])

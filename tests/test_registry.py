@@ -10,24 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 
 import pytest
 import torch
+from throwaway_step import NAME as OUTSIDE
+from throwaway_step import step_outside_the_article
 
 from lab.analysis.summary import _expectation_holds
 from lab.engine.plan import plan_entry
 from lab.errors import LabError
-from lab.recipe import article
+from lab.recipe import article, registry
 from lab.recipe.presets import PRESETS
-from lab.recipe.registry import (
-    LEAVE_ONE_OUT,
-    all_steps,
-    apply_steps,
-    cumulative_variants,
-    get_steps,
-    leave_one_out_variants,
-    series_steps,
-)
+from lab.recipe.registry import all_steps, describe_series, get_steps, series_steps
+from lab.recipe.variant import apply_steps, cumulative_variants, leave_one_out_variants
+from lab.recipe.vocabulary import LEAVE_ONE_OUT
 from lab.train.data import subset
 from lab.train.trainer import run_training
 
@@ -69,17 +66,63 @@ def _measure(variant, data) -> dict[str, float]:
     }
 
 
-def test_registry_has_the_series_steps_in_the_articles_order():
-    """The registry owns the order; it follows the article: every step of the series after the
-    baseline is taken, by one or more of the lab's steps, in the article's sequence."""
-    numbers = [s.article_step for s in STEPS]
+def _assert_the_order_follows_the_article(steps):
+    """Every step of the series after the baseline is taken, by one or more of the lab's
+    steps, in the article's sequence (`lab.recipe.article`); a step the article did not make
+    comes after them, by name. Nothing here is counted by hand: the article and the registry
+    say how many steps there are."""
+    in_article = [s for s in steps if s.article_step is not None]
+    outside = steps[len(in_article) :]
+    assert all(s.article_step is None and s.part is None for s in outside)
+    assert [s.name for s in in_article] == list(article.LAB_ORDER)  # each once, in order
+    assert [s.name for s in outside] == sorted(s.name for s in outside)
+    numbers = [s.article_step for s in in_article]
     assert numbers == sorted(numbers)
     assert set(numbers) == {step.number for step in article.STEPS} - {0}
-    assert [s.part for s in STEPS] == [1] * 6 + [2, 3, 3, 3, 4] + [8] * 9
-    assert all(s.story and s.title and s.changes for s in STEPS)
-    assert [s.order for s in STEPS] == sorted({s.order for s in STEPS})  # unique, in order
-    assert series_steps("full") == STEPS
+    assert [s.part for s in in_article] == [article.BY_NUMBER[n].part for n in numbers]
+    assert all(s.story and s.title and s.changes for s in steps)
+    assert [s.order for s in steps] == list(range(1, len(steps) + 1))
+    assert series_steps("full") == steps
+    assert series_steps("part1") == [s for s in in_article if s.part == 1]
+
+
+def test_registry_has_the_series_steps_in_the_articles_order():
+    """The registry owns the order; it follows the article."""
+    _assert_the_order_follows_the_article(STEPS)
+
+
+@pytest.fixture
+def outside_step(tmp_path):
+    """A throw-away step the article did not make (`tests/throwaway_step.py`), registered for
+    one test."""
+    with step_outside_the_article(tmp_path) as step:
+        yield step
+
+
+def test_a_step_outside_the_article_comes_after_the_articles(outside_step):
+    steps = all_steps()
+    _assert_the_order_follows_the_article(steps)
+    assert steps == [*STEPS, outside_step]
+    assert outside_step.order == len(STEPS) + 1
+    assert (outside_step.article, outside_step.article_saved_s) == (None, None)
+    assert outside_step.article_shared_with == []
+    assert outside_step.facts()["article_step"] is None
+    assert outside_step.story.startswith("Train twice as long")
+    assert get_steps([OUTSIDE, STEPS[0].name]) == [STEPS[0], outside_step]
+    assert f"the series' {len(STEPS)} steps and 1 the article did not make" in describe_series(
+        "full"
+    )
     assert series_steps("part1") == [s for s in STEPS if s.part == 1]
+    # Every step but one, each step in turn, with the new step last: it has none of its own.
+    expected = [f"-{s.name}" for s in STEPS if s.name != "gpu_augmentation"]
+    assert [v.name for v in leave_one_out_variants(SERIES_BASE, steps)] == expected
+
+
+def test_the_throwaway_step_is_gone_after_its_test(tmp_path):
+    with step_outside_the_article(tmp_path):
+        assert OUTSIDE in registry._REGISTRY
+    assert all_steps() == STEPS
+    assert not [name for name in sys.modules if OUTSIDE in name]
 
 
 def test_unknown_step_names_are_rejected_with_the_valid_ones():
@@ -107,16 +150,25 @@ def test_a_step_later_steps_need_has_no_leave_one_out_variant():
 
 @pytest.mark.parametrize("step", STEPS, ids=[s.name for s in STEPS])
 def test_step(step, real_cifar):
+    _check_step(step, STEPS, real_cifar)
+
+
+def test_a_step_outside_the_article_is_tested_like_the_others(outside_step, real_cifar):
+    _check_step(outside_step, all_steps(), real_cifar)
+
+
+def _check_step(step, steps, real_cifar):
+    """The step changes the config, exactly the fields its `changes` line names, and moves
+    its exact counters as its `expects` says, trained after every step before it."""
     base = PRESETS["smoke"].config if step.part == 1 else SERIES_BASE
     before, after = cumulative_variants(
-        base, get_steps([s.name for s in STEPS if s.order <= step.order])
+        base, get_steps([s.name for s in steps if s.order <= step.order])
     )[-2:]
     changed = {
         f.name
         for f in dataclasses.fields(base)
         if getattr(after.config, f.name) != getattr(before.config, f.name)
     }
-    # The step changes the config, and exactly the config fields its `changes` line names.
     named = {f.name for f in dataclasses.fields(base) if re.search(rf"\b{f.name}\b", step.changes)}
     assert changed and changed == named, (step.name, changed, named)
     data = subset(real_cifar, base.train_images, base.test_images, base.subset_seed)

@@ -14,7 +14,8 @@ from torch.nn import functional as F
 from lab.errors import LabError
 from lab.recipe.config import Config, apply_overrides
 from lab.recipe.presets import get_preset
-from lab.recipe.registry import all_steps, apply_steps, get_steps, series_steps
+from lab.recipe.registry import all_steps, get_steps, series_steps
+from lab.recipe.variant import apply_steps
 from lab.recipe.workload import device_rng_calls_per_epoch as rng_calls_per_epoch
 from lab.recipe.workload import steps_per_pass
 from lab.train.data import Cifar
@@ -267,7 +268,7 @@ def test_profiled_pass_of_the_final_network_spans_short_passes(real_cifar, tmp_p
     """At a small scale a pass of the device pipeline holds 2 batches of 512; a profiled pass
     needs 2K+2 steps and goes on into the next pass, as training does."""
     from lab.profiling.passes import profile_in_subprocess
-    from lab.recipe.registry import cumulative_variants
+    from lab.recipe.variant import cumulative_variants
     from lab.train.data import subset
 
     base = dataclasses.replace(get_preset("smoke").config, train_images=1100)

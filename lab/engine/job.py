@@ -20,15 +20,16 @@ from typing import Any
 
 import numpy as np
 
+import ablations  # noqa: F401  (registers the steps a job's variants apply, on Ray workers too)
 from lab.errors import LabError
 from lab.recipe.article import series_facts
 from lab.recipe.config import Config, apply_overrides
 from lab.recipe.presets import get_preset
-from lab.recipe.registry import (
+from lab.recipe.registry import get_steps
+from lab.recipe.variant import (
     Variant,
     control_variant,
     cumulative_variants,
-    get_steps,
     leave_one_out_variants,
 )
 from lab.records import outputs

@@ -6,7 +6,7 @@ import functools
 from typing import Any
 
 from lab.recipe.config import Config
-from lab.recipe.registry import Variant
+from lab.recipe.variant import Variant
 from lab.recipe.workload import (
     expected_rng_calls,
     expected_worker_launches,

@@ -1,4 +1,5 @@
-"""Rounds fanned out on Ray (`python -m lab.ablate --ray [ADDRESS]`, docs/scale-out.md).
+"""The Ray engine: rounds fanned out on Ray (`python -m lab.ablate --ray [ADDRESS]`,
+docs/scale-out.md; the cluster itself is `lab.engine.cluster`).
 
 Each round is one Ray task that trains that round's variants in its shuffled order on one worker
 process and one device (`num_gpus=1` on GPUs, `round_cpus` cores reserved either way), so every
@@ -20,22 +21,26 @@ survives; the records name their host, so a round split across hosts by a lost n
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
+
+from lab.engine.cluster import CoreAllocator, check_fits, connect, require_ray, rounds_at_once
 from lab.engine.job import Job, Slot
+from lab.engine.metadata import code_hash, command_line, device_name, git_revision
+from lab.engine.rounds import NextRound, Progress, done_runs, rounds_to_run, run_line
+from lab.engine.runs import SubsetCache, measure_peak, run_slots
 from lab.errors import LabError
+from lab.recipe.workload import passes
 from lab.records import outputs
-
-if TYPE_CHECKING:  # the driver imports this module before it needs the training stack
-    from lab.engine.runner import NextRound, Progress
-    from lab.train.data import Cifar
+from lab.records.jsonl import append_record
+from lab.train.data import Cifar
+from lab.train.trainer import run_training
 
 ROUND_RETRIES = 3  # reruns of one round after its worker or node died, before the job stops
 # The cores this process could use when it started, before a round pinned it to fewer (Ray
@@ -45,137 +50,8 @@ PROCESS_CORES: tuple[int, ...] = (
     if hasattr(os, "sched_getaffinity")
     else tuple(range(os.cpu_count() or 1))
 )
-# What the task ships to workers that lack the checkout: the code, not outputs or caches.
-SHIPPED_EXCLUDES = [".git", ".venv", "reports", "docs", ".pytest-lab-cache", "*.png", "*.svg"]
-_joined: dict[str, str] = {}  # the address this driver joined ("" for a local Ray)
 _warmed_devices: set[str] = set()  # devices this worker process has trained on
 _peaks: dict[str, dict[str, Any]] = {}  # the device's peak, measured once per process
-
-
-def require_ray() -> Any:
-    """The `ray` module, or a one-line error saying how to install it."""
-    try:
-        import ray
-    except ImportError:
-        raise LabError("--ray: Ray is not installed; pip install 'lab[ray]'") from None
-    return ray
-
-
-@dataclass(frozen=True)
-class Node:
-    host: str
-    node_id: str
-    cpus: int
-    gpus: int
-
-
-@dataclass(frozen=True)
-class Cluster:
-    address: str  # as given; "" for a Ray started here
-    nodes: tuple[Node, ...]  # the live nodes when the job connected
-
-    @property
-    def has_gpus(self) -> bool:
-        return any(node.gpus for node in self.nodes)
-
-
-def connect(address: str) -> Cluster:
-    """Start a local Ray (`address` ""; Ray itself honours $RAY_ADDRESS then) or join the
-    cluster at `address` ("auto" or HOST:PORT)."""
-    from lab import REPO_ROOT
-
-    ray = require_ray()
-    if ray.is_initialized():
-        address = _joined.get("address", address)
-    else:
-        try:
-            ray.init(
-                address=address or None,
-                include_dashboard=False,
-                log_to_driver=False,
-                logging_level=logging.ERROR,
-                # Nodes without the checkout get its code; records prove which code ran.
-                runtime_env={"working_dir": str(REPO_ROOT), "excludes": SHIPPED_EXCLUDES},
-            )
-        except (ConnectionError, RuntimeError, ValueError) as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
-            where = address or "(local)"
-            raise LabError(f"--ray {where}: cannot start or join Ray: {reason}") from None
-        _joined["address"] = address
-    nodes = tuple(
-        Node(
-            host=node["NodeManagerHostname"],
-            node_id=node["NodeID"],
-            cpus=int(node["Resources"].get("CPU", 0)),
-            gpus=int(node["Resources"].get("GPU", 0)),
-        )
-        for node in ray.nodes()
-        if node["Alive"]
-    )
-    return Cluster(address=address, nodes=nodes)
-
-
-def default_round_cpus(cluster: Cluster, device: str) -> int:
-    """Cores reserved per round when `--round-cpus` is not given: on GPUs, a node's cores
-    shared evenly among its GPUs; on CPUs, a whole host (one round at a time per host, the
-    honest default: concurrency on one host is opt-in)."""
-    if device == "cuda":
-        return max(1, min(node.cpus // node.gpus for node in cluster.nodes if node.gpus))
-    return max(1, min(node.cpus for node in cluster.nodes))
-
-
-def check_fits(job: Job, cluster: Cluster) -> None:
-    """Refuse a job no node can run (its tasks would wait forever)."""
-    needs_gpu = job.device == "cuda"
-    fitting = [
-        node
-        for node in cluster.nodes
-        if node.cpus >= (job.round_cpus or 1) and (node.gpus or not needs_gpu)
-    ]
-    if not fitting:
-        largest = max((node.cpus for node in cluster.nodes), default=0)
-        gpu = " and a GPU" if needs_gpu else ""
-        raise LabError(
-            f"--round-cpus {job.round_cpus}: no node of the Ray cluster has {job.round_cpus} "
-            f"CPUs{gpu} (the largest has {largest})"
-        )
-
-
-class CoreAllocator:
-    """One per job: hands each round on a host a disjoint set of that host's cores, and counts
-    how many rounds run at once there. Leases are released by the round's task when it ends,
-    and by the driver when the task's worker died."""
-
-    def __init__(self) -> None:
-        self.held: dict[str, dict[str, tuple[int, ...]]] = {}  # node -> lease -> cores
-        self.node_of: dict[str, str] = {}
-        self.peak_of: dict[str, int] = {}  # lease -> most rounds at once on its node
-
-    def acquire(self, node: str, lease: str, cores: list[int], count: int) -> list[int]:
-        """`count` of `cores` no other round on `node` holds; where too few are free (a node
-        advertising more CPUs than it has cores), the least shared ones."""
-        held = self.held.setdefault(node, {})
-        busy = Counter(core for taken in held.values() for core in taken)
-        free = [core for core in cores if not busy[core]]
-        chosen = free[:count] if len(free) >= count else sorted(cores, key=busy.__getitem__)
-        held[lease] = tuple(sorted(chosen[:count]))
-        self.node_of[lease] = node
-        for other in held:
-            self.peak_of[other] = max(self.peak_of.get(other, 0), len(held))
-        return list(held[lease])
-
-    def mark(self, lease: str) -> None:
-        """A run starts: its count starts from the rounds on its node now."""
-        self.peak_of[lease] = len(self.held[self.node_of[lease]])
-
-    def peak(self, lease: str) -> int:
-        return self.peak_of[lease]
-
-    def release(self, lease: str) -> None:
-        node = self.node_of.pop(lease, None)
-        if node is not None:
-            self.held[node].pop(lease, None)
-        self.peak_of.pop(lease, None)
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -188,10 +64,6 @@ def _slots(job: Job, keys: list[tuple[str, int, int]]) -> list[Slot]:
 
 def _device_id(device: Any) -> str:
     """The GPU's UUID, else the CPU's name: which device of the host ran it."""
-    import torch
-
-    from lab.engine.metadata import device_name
-
     if device.type == "cuda":
         return str(torch.cuda.get_device_properties(device).uuid)
     return device_name(device)
@@ -207,13 +79,7 @@ def round_task(
 ) -> Iterator[dict[str, Any]]:
     """One round inside a Ray task: pin this process to the cores the allocator grants, warm
     the device up once per process, then yield each run's record as it ends."""
-    import ray
-    import torch
-
-    from lab.engine.metadata import code_hash
-    from lab.engine.runner import Progress, SubsetCache, measure_peak, run_slots
-    from lab.train.trainer import run_training
-
+    ray = require_ray()
     host = socket.gethostname()
     if code_hash() != driver["code_hash"]:
         theirs, ours = code_hash(), driver["code_hash"]
@@ -287,9 +153,6 @@ class RoundsOnRay:
     whose worker died with its missing runs."""
 
     def __init__(self, job: Job, out: Path, data: Cifar, progress: Progress) -> None:
-        from lab.engine.metadata import code_hash, command_line, git_revision
-        from lab.engine.runner import done_runs
-
         self.ray = require_ray()
         self.job, self.out, self.progress = job, out, progress
         self.done = done_runs(out)
@@ -309,6 +172,7 @@ class RoundsOnRay:
             "max_retries": 0,  # the driver reruns a lost round (module docstring)
         }
         if task.node_id:
+            # Ray is optional: the module is there whenever a job runs on it.
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(task.node_id, soft=True)
@@ -357,8 +221,6 @@ class RoundsOnRay:
         self.keep(task, record)
 
     def keep(self, task: RoundTask, record: dict[str, Any]) -> None:
-        from lab.records.jsonl import append_record
-
         key = (record["variant"], record["round"])
         if key in self.done:
             return  # recorded already: never twice
@@ -375,8 +237,6 @@ class RoundsOnRay:
         )
 
     def job_line(self, slot: Slot, record: dict[str, Any]) -> str:
-        from lab.engine.runner import run_line
-
         return run_line(slot, self.job, record)
 
     def rerun(self, task: RoundTask, error: Exception) -> None:
@@ -398,13 +258,6 @@ class RoundsOnRay:
         self.submit(RoundTask(task.round, missing, task.attempt + 1, task.node_id))
 
 
-def rounds_at_once(job: Job, cluster: Cluster) -> int:
-    """How many rounds the cluster runs at once: a GPU each, or `round_cpus` cores each."""
-    if job.device == "cuda":
-        return max(1, sum(node.gpus for node in cluster.nodes))
-    return max(1, sum(node.cpus // (job.round_cpus or 1) for node in cluster.nodes))
-
-
 def run_rounds_on_ray(
     job: Job,
     out: Path,
@@ -418,9 +271,6 @@ def run_rounds_on_ray(
     job as many as run at once), then the rule decides again on the records. Returns the runs
     made and the session's account of the cluster (nodes, cores per round, rounds at once per
     host)."""
-    from lab.engine.runner import rounds_to_run
-    from lab.recipe.workload import passes
-
     cluster = connect("")  # already connected by the CLI; a local Ray otherwise
     check_fits(job, cluster)
     driver = RoundsOnRay(job, out, data, progress)

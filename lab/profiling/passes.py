@@ -38,7 +38,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 from lab.profiling.cpuload import Snapshot, cores_used, snapshot
-from lab.recipe.registry import Variant
+from lab.recipe.variant import Variant
 from lab.train.clock import CudaClock, PhaseTimes, clock_for
 from lab.train.data import Cifar
 from lab.train.pipeline import preprocess_both

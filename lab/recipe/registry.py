@@ -1,7 +1,8 @@
 """The registry of speedup steps (after timm's model registry).
 
 Each module in `ablations/` registers one step with `@register_step(...)` on a function that
-transforms a `Config`. The module's docstring is the step's story. Where a step sits in the
+transforms a `Config`; `import ablations` (in the CLIs, the job and the tests) imports them
+all. The module's docstring is the step's story. Where a step sits in the
 series, and which of the article's figures it answers to, is the article's fact:
 `lab.recipe.article.STEPS` lists the lab's steps under each of its steps, and that list is the
 order in which steps are applied, cumulatively. A step the article did not make comes after
@@ -10,8 +11,6 @@ the article's, by name. Unknown names are rejected with the list of valid ones.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +20,6 @@ from lab.errors import LabError
 from lab.recipe import article
 from lab.recipe.config import Config
 from lab.recipe.counters import COUNTERS
-from lab.recipe.vocabulary import BASELINE, CONTROL, LEAVE_ONE_OUT, STEP
 
 
 @dataclass(frozen=True)
@@ -120,16 +118,12 @@ def register_step(
     return decorator
 
 
-def _discover() -> None:
-    import ablations
-
-    for module in pkgutil.iter_modules(ablations.__path__):
-        importlib.import_module(f"ablations.{module.name}")
-
-
 def all_steps() -> list[Step]:
-    """Every registered step in order."""
-    _discover()
+    """Every registered step in order. The steps register themselves when their modules are
+    imported (`import ablations` imports them all); the registry imports none of them, so that
+    it stays at the bottom of the layers and cheap to import."""
+    if not _REGISTRY:
+        raise RuntimeError("no step is registered: `import ablations` registers the lab's steps")
     return sorted(_REGISTRY.values(), key=_position)
 
 
@@ -140,19 +134,29 @@ def _position(step: Step) -> tuple[int, str]:
     return len(article.LAB_ORDER), step.name
 
 
-# Named sequences of steps: the seed article (Part 1) and the whole series (Parts 1-8).
-def _series_line(steps: str, parts: str, last: int) -> str:
-    return (
-        f"{steps} ({parts}: {article.baseline_s():g} s -> {article.final_s(last):g} s "
-        f"on a {article.DEVICE})"
-    )
+# Named sequences of steps: the seed article's (Part 1) and every registered step (the whole
+# series, Parts 1-8, and any step the article did not make).
+SERIES: tuple[str, ...] = ("part1", "full")
 
 
-SERIES: dict[str, str] = {
-    "part1": _series_line("the seed article's steps", "Part 1", article.PART1_LAST)
-    + "; same as --all",
-    "full": _series_line("every step of the series", "Parts 1-8", article.STEPS[-1].number),
-}
+def describe_series(name: str) -> str:
+    """What `--series NAME` runs, for `--help`: its steps counted in the registry, and the
+    article's times over them."""
+    steps = series_steps(name)
+    if name == "part1":
+        return f"the seed article's {len(steps)} steps ({_figures(1)}); same as --all"
+    in_article = sum(step.article_step is not None for step in steps)
+    outside = len(steps) - in_article
+    also = f" and {outside} the article did not make" if outside else ""
+    return f"the series' {in_article} steps{also} ({_figures(article.STEPS[-1].part)})"
+
+
+def _figures(last_part: int) -> str:
+    """The article's time before its first step and after the last step of `last_part`."""
+    last = max(step.number for step in article.STEPS if step.part <= last_part)
+    parts = "Part 1" if last_part == 1 else f"Parts 1-{last_part}"
+    times = f"{article.baseline_s():g} s -> {article.final_s(last):g} s"
+    return f"{parts}: {times} on a {article.DEVICE}"
 
 
 def series_steps(name: str) -> list[Step]:
@@ -173,59 +177,3 @@ def get_steps(names: list[str]) -> list[Step]:
             f"--steps {','.join(unknown)}: unknown step; valid steps: {', '.join(steps)}"
         )
     return [step for step in all_steps() if step.name in names]
-
-
-CONTROL_NAME = "baseline (control)"
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str  # "baseline", "+<last step>", "baseline (control)" or "-<left-out step>"
-    steps: tuple[str, ...]  # steps applied, in order
-    config: Config
-    role: str = STEP  # BASELINE, STEP, CONTROL or LEAVE_ONE_OUT
-
-
-def apply_steps(base: Config, steps: list[Step]) -> Config:
-    config = base
-    for step in steps:
-        config = step.apply(config)
-    return config
-
-
-def cumulative_variants(base: Config, steps: list[Step]) -> list[Variant]:
-    """baseline, +step1, +step2, ...: each variant applies one more step to the previous one."""
-    variants = [Variant("baseline", (), base, BASELINE)]
-    for step in steps:
-        previous = variants[-1]
-        variants.append(
-            Variant(f"+{step.name}", (*previous.steps, step.name), step.apply(previous.config))
-        )
-    return variants
-
-
-def control_variant(base: Config) -> Variant:
-    """A second copy of the baseline, run in every round: its comparison with the baseline is
-    the noise floor of the job."""
-    return Variant(CONTROL_NAME, (), base, CONTROL)
-
-
-def leave_one_out_variants(base: Config, steps: list[Step]) -> list[Variant]:
-    """For each step but the last, every step except that one ("-<step>"). The last step's
-    leave-one-out variant is the cumulative variant before it, which the job runs already. A
-    step that later steps cannot do without gets no variant."""
-    variants = []
-    for left_out in steps[:-1]:
-        kept = [step for step in steps if step is not left_out]
-        try:
-            config = apply_steps(base, kept)
-        except LabError:
-            # A later step depends on this one (ghost BatchNorm needs the dropped last batch
-            # of the device pipeline): without it there is nothing to run.
-            continue
-        variants.append(
-            Variant(
-                f"-{left_out.name}", tuple(step.name for step in kept), config, LEAVE_ONE_OUT
-            )
-        )
-    return variants
