@@ -33,7 +33,7 @@ from lab.analysis.adaptive import (
 from lab.analysis.rounds import adaptive_rule, next_round, wanted_rounds
 from lab.engine.cluster import Cluster, check_fits, connect, default_round_cpus
 from lab.engine.job import Job
-from lab.engine.metadata import code_hash
+from lab.engine.provenance import code_hash
 from lab.engine.rounds import NextRound, RoundPlan
 from lab.errors import LabError
 from lab.recipe.config import field_names

@@ -32,7 +32,8 @@ import torch
 
 from lab.engine.cluster import CoreAllocator, check_fits, connect, require_ray, rounds_at_once
 from lab.engine.job import Job, Slot
-from lab.engine.metadata import code_hash, command_line, device_name, git_revision
+from lab.engine.metadata import device_name
+from lab.engine.provenance import code_hash, command_line, git_revision
 from lab.engine.rounds import NextRound, Progress, done_runs, rounds_to_run, run_line
 from lab.engine.runs import SubsetCache, measure_peak, run_slots
 from lab.errors import LabError
