@@ -31,6 +31,7 @@ import importlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -193,13 +194,20 @@ def _out_folder(args: Iterable[str]) -> Path | None:
 
 class LabProcess:
     """`python -m <module> args...` in a new process, as a user would run it, its output read
-    as it comes (so a full pipe never blocks it), for tests that act on it while it runs."""
+    as it comes (so a full pipe never blocks it), for tests that act on it while it runs.
+    `own_session` starts it in a session of its own, so that `leftovers` can find any process
+    it started that outlived it (a server's workers)."""
 
     def __init__(
-        self, *args: str, env: dict[str, str] | None = None, module: str = "lab.ablate"
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        module: str = "lab.ablate",
+        own_session: bool = False,
     ) -> None:
         self.args = [module, *args]
         self.out = _out_folder(args)
+        self.own_session = own_session
         self.process = subprocess.Popen(
             [sys.executable, "-m", module, *args],
             cwd=REPO,
@@ -207,6 +215,7 @@ class LabProcess:
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, **(env or {})},
+            start_new_session=own_session,
         )
         self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self._readers = [
@@ -241,16 +250,36 @@ class LabProcess:
     def stderr(self) -> str:
         return "".join(self.lines["stderr"])
 
-    def finish(self) -> subprocess.CompletedProcess:
-        """Wait for the exit (killing the process only when it hung, `wait_for`'s rule)."""
+    def leftovers(self) -> bool:
+        """Whether any process of its session is still alive (`own_session` only)."""
         try:
-            wait_for(self.exited, f"the exit of {' '.join(self.args)}", self.activity)
-        except AssertionError:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def _kill(self) -> None:
+        if self.own_session and self.leftovers():
+            os.killpg(self.process.pid, signal.SIGKILL)
+        elif not self.exited():
             self.process.kill()
-            self.process.wait()
-            raise AssertionError(f"{' '.join(self.args)} hung\n{self.stderr()}") from None
-        for reader in self._readers:
-            reader.join()
+        self.process.wait()
+
+    def finish(self) -> subprocess.CompletedProcess:
+        """Wait for the exit and the end of its output (killing it only when it hung,
+        `wait_for`'s rule); the end of the output comes when every process that holds it has
+        exited, the process's own children included."""
+        name = " ".join(self.args)
+
+        def output_ended() -> bool:
+            return not any(reader.is_alive() for reader in self._readers)
+
+        try:
+            wait_for(self.exited, f"the exit of {name}", self.activity)
+            wait_for(output_ended, f"the end of the output of {name} (a child still holds it)")
+        except AssertionError as hung:
+            self._kill()
+            raise AssertionError(f"{hung}\n{self.stderr()}") from None
         return subprocess.CompletedProcess(
             self.args,
             self.process.returncode,
