@@ -425,4 +425,4 @@ def test_tensorboard_serves_every_variant_with_dataloader_time(all_out):
         server.send_signal(signal.SIGINT)
         ended = server.finish()
     assert ended.returncode == 0, ended.stderr
-    assert not server.leftovers()
+    wait_for(lambda: not server.leftovers(), "the exit of every process the server started")
