@@ -15,6 +15,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import secrets
@@ -556,10 +557,14 @@ def _main(args: argparse.Namespace, started: float) -> int:
         job = resumed_job(args, out, early)
     else:
         cluster = connect(args.ray) if args.ray is not None else None
-        job = new_job(args, data_source(args), cluster)  # bad flags or data: nothing written yet
+        job = new_job(args, None, cluster)  # bad flags: nothing fetched or written yet
     if job.ray:
         check_fits(job, connect(args.ray or ""))
         _check_driver_can_profile(job)
+    if not args.resume:
+        # The data last: a flag the cluster refuses is named before any data is looked for or
+        # downloaded. Bad data: still nothing written.
+        job = dataclasses.replace(job, data=data_source(args))
     # The engine trains (torch): imported once the job is known, so that bad flags, --help,
     # --list and --plan are answered without loading it.
     from lab.engine.runs import load_job_data

@@ -6,6 +6,17 @@ download of the official archive into the test cache. Without a network that las
 tests that need data, saying why, instead of failing them. Decoded arrays are cached inside the
 repo (`.pytest-lab-cache`), so a test run never touches the user's ~/.cache.
 
+One fixture owns the data: `real_data_path` (and `real_cifar`, `all_out`, `loo_out` built on
+it). A test or fixture that trains, loads or resolves data without requesting it finds none, on
+every machine: `$LAB_DATA` points at `NO_DATA_REQUESTED` except inside a test that requested the
+fixture (`_data_only_through_the_fixture`), so forgetting the fixture fails loudly here, not
+only on a data-less clone where the fixture would have skipped.
+
+Waiting: no test waits for a time sized to a quiet machine. `wait_for` waits for an event (a
+record written, a process's exit) and gives up only after `HUNG_S` seconds in which nothing
+happened at all; `LabProcess` runs a CLI in a real process and calls it hung on the same rule
+(no output and no change to its output folder for `HUNG_S`), however long it takes otherwise.
+
 Step names come from the registry (`lab.recipe.registry`), the one owner of the step order.
 
 The CLIs are called in-process through their `main(argv)` (`call_cli`), which is what a user's
@@ -20,8 +31,12 @@ import importlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -33,6 +48,16 @@ REPO = Path(__file__).resolve().parent.parent
 TEST_CACHE = REPO / ".pytest-lab-cache"
 
 os.environ["LAB_CACHE"] = str(TEST_CACHE)
+
+# Where `$LAB_DATA` points for a test that did not request `real_data_path`: a folder that never
+# exists, named so that the lab's error ("<path>: no such file or directory") says what to do.
+NO_DATA_REQUESTED = TEST_CACHE / "no-data (request the real_data_path fixture, tests/conftest.py)"
+# The user's own `$LAB_DATA`, read before the guard replaces it (this module may be imported a
+# second time as `tests.conftest`: the first reading stands).
+_USER_LAB_DATA_KEY = "LAB_TESTS_USER_LAB_DATA"
+if os.environ.get("LAB_DATA") != str(NO_DATA_REQUESTED):
+    os.environ[_USER_LAB_DATA_KEY] = os.environ.get("LAB_DATA", "")
+os.environ["LAB_DATA"] = str(NO_DATA_REQUESTED)
 
 STEP_NAMES = [s.name for s in series_steps("part1")]  # the seed article's steps (Part 1)
 SERIES_STEP_NAMES = [s.name for s in series_steps("full") if s.name not in STEP_NAMES]
@@ -75,9 +100,33 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 @pytest.fixture(scope="session")
 def real_data_path() -> Path:
-    path = data_or_skip()
-    os.environ["LAB_DATA"] = str(path)  # subprocesses and in-process CLIs use the same data
-    return path
+    """The one way a test gets real CIFAR-10: found as the lab finds it (with the user's own
+    `$LAB_DATA`), or the test skips saying why. Inside a test that requests it (directly or
+    through another fixture) `$LAB_DATA` names it, for in-process CLIs and subprocesses alike;
+    a session fixture that runs a job passes it on with `data_env`."""
+    with pytest.MonkeyPatch.context() as env:
+        user_data = os.environ.get(_USER_LAB_DATA_KEY)
+        if user_data:
+            env.setenv("LAB_DATA", user_data)
+        else:
+            env.delenv("LAB_DATA", raising=False)
+        return data_or_skip()
+
+
+def data_env(path: Path) -> dict[str, str]:
+    """The environment for a job on the data `real_data_path` found."""
+    return {"LAB_DATA": str(path)}
+
+
+@pytest.fixture(autouse=True)
+def _data_only_through_the_fixture(request, monkeypatch) -> None:
+    """`$LAB_DATA` is the real data only in a test that requested `real_data_path`; in any other
+    it is `NO_DATA_REQUESTED`, so a test that uses data without the fixture (which skips where
+    there is none) fails on every machine, naming the fixture."""
+    if "real_data_path" in request.fixturenames:
+        monkeypatch.setenv("LAB_DATA", str(request.getfixturevalue("real_data_path")))
+    else:
+        monkeypatch.setenv("LAB_DATA", str(NO_DATA_REQUESTED))
 
 
 @pytest.fixture(scope="session")
@@ -96,19 +145,156 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def run_lab(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 1800, module: str = "lab.ablate"
-) -> subprocess.CompletedProcess:
-    """Run `python -m <module> args...` in a new process, as a user would. The timeout only
-    stops a hung process: the suite's job takes minutes on a busy 2-core machine."""
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
+# A test calls something hung when nothing at all happened for this long: no output, no file
+# written, no awaited event. A smoke run takes seconds on a quiet machine and a busy machine is a
+# few times slower, so this bounds only a real hang, never a slow machine.
+HUNG_S = 600.0
+
+
+def wait_for(
+    predicate: Callable[[], object],
+    what: str,
+    activity: Callable[[], object] = lambda: None,
+    hung_s: float = HUNG_S,
+    poll_s: float = 0.05,
+) -> object:
+    """Poll `predicate()` until it returns a true value, and return that value. It waits for an
+    event, not for a time: it fails, naming `what`, only after `hung_s` seconds in which the
+    predicate never held and `activity()` (a reading that changes while the awaited thing makes
+    progress: a file's size, a process's output) never changed."""
+    last, quiet_since = activity(), time.monotonic()
+    while True:
+        value = predicate()
+        if value:
+            return value
+        now = activity()
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since > hung_s:
+            raise AssertionError(f"waited for {what}: nothing happened for {hung_s:.0f} s")
+        time.sleep(poll_s)
+
+
+def folder_state(folder: Path | None) -> tuple:
+    """(path, size, mtime) of every file under `folder`: changes whenever a job writes."""
+    if folder is None or not folder.is_dir():
+        return ()
+    return tuple(
+        sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*"))
     )
+
+
+def _out_folder(args: Iterable[str]) -> Path | None:
+    """The output folder a lab command names (`--out` or `--resume`), if any."""
+    args = list(args)
+    for flag in ("--out", "--resume"):
+        if flag in args[:-1]:
+            return Path(args[args.index(flag) + 1])
+    return None
+
+
+class LabProcess:
+    """`python -m <module> args...` in a new process, as a user would run it, its output read
+    as it comes (so a full pipe never blocks it), for tests that act on it while it runs.
+    `own_session` starts it in a session of its own, so that `leftovers` can find any process
+    it started that outlived it (a server's workers)."""
+
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        module: str = "lab.ablate",
+        own_session: bool = False,
+    ) -> None:
+        self.args = [module, *args]
+        self.out = _out_folder(args)
+        self.own_session = own_session
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+            start_new_session=own_session,
+        )
+        self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, self.lines[name]), daemon=True)
+            for name, stream in (("stdout", self.process.stdout), ("stderr", self.process.stderr))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream, into: list[str]) -> None:
+        for line in stream:
+            into.append(line)
+
+    def activity(self) -> tuple:
+        """Changes whenever the process prints or writes to its output folder."""
+        return len(self.lines["stdout"]), len(self.lines["stderr"]), folder_state(self.out)
+
+    def exited(self) -> bool:
+        return self.process.poll() is not None
+
+    def send_signal(self, sig: int) -> None:
+        self.process.send_signal(sig)
+
+    def wait_until(self, predicate: Callable[[], object], what: str) -> object:
+        """`wait_for(predicate)` while the process runs; its exit first is a failure."""
+        value = wait_for(lambda: predicate() or self.exited(), what, self.activity)
+        if not predicate():
+            raise AssertionError(f"{what}: the process exited first\n{self.stderr()}")
+        return value
+
+    def stderr(self) -> str:
+        return "".join(self.lines["stderr"])
+
+    def leftovers(self) -> bool:
+        """Whether any process of its session is still alive (`own_session` only)."""
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def _kill(self) -> None:
+        if self.own_session and self.leftovers():
+            os.killpg(self.process.pid, signal.SIGKILL)
+        elif not self.exited():
+            self.process.kill()
+        self.process.wait()
+
+    def finish(self) -> subprocess.CompletedProcess:
+        """Wait for the exit and the end of its output (killing it only when it hung,
+        `wait_for`'s rule); the end of the output comes when every process that holds it has
+        exited, the process's own children included."""
+        name = " ".join(self.args)
+
+        def output_ended() -> bool:
+            return not any(reader.is_alive() for reader in self._readers)
+
+        try:
+            wait_for(self.exited, f"the exit of {name}", self.activity)
+            wait_for(output_ended, f"the end of the output of {name} (a child still holds it)")
+        except AssertionError as hung:
+            self._kill()
+            raise AssertionError(f"{hung}\n{self.stderr()}") from None
+        return subprocess.CompletedProcess(
+            self.args,
+            self.process.returncode,
+            "".join(self.lines["stdout"]),
+            self.stderr(),
+        )
+
+
+def run_lab(
+    *args: str, env: dict[str, str] | None = None, module: str = "lab.ablate"
+) -> subprocess.CompletedProcess:
+    """Run `python -m <module> args...` in a new process, as a user would, to its exit: there
+    is no time limit, only `LabProcess`'s rule for a hung process."""
+    return LabProcess(*args, env=env, module=module).finish()
 
 
 def call_cli(*args: str, module: str = "lab.ablate") -> subprocess.CompletedProcess:
@@ -148,6 +334,26 @@ def rounds_of(out: Path) -> tuple[int, int]:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rounds"] + len(summary["disturbed_rounds"]) == summary["rounds_run"]
     return summary["rounds"], summary["rounds_run"]
+
+
+def assert_verdict_follows_interval(
+    estimate: float, ci95: list[float] | None, verdict: str, null: float, rounds: int
+) -> None:
+    """What a real job's verdict must be, whatever the machine's noise: with enough clean
+    rounds an interval around the estimate, "significant" exactly when it excludes `null` (0
+    for a saving, 1 for a ratio); with fewer (a busy machine's disturbed rounds left out), no
+    interval and "not assessed". Real timings never promise a particular verdict."""
+    from lab.analysis.stats import MIN_ROUNDS, NOT_SIGNIFICANT, SIGNIFICANT, not_assessed
+
+    if rounds < MIN_ROUNDS:
+        assert ci95 is None and verdict == not_assessed(), (rounds, ci95, verdict)
+        return
+    assert ci95 is not None, (rounds, verdict)
+    low, high = ci95
+    assert low <= estimate <= high, (low, estimate, high)
+    assert verdict == (NOT_SIGNIFICANT if low <= null <= high else SIGNIFICANT), (ci95, verdict)
+
+
 LOO_STEPS = ["single_worker", "main_thread_aug"]
 LOO_ROUNDS = 3
 
@@ -157,7 +363,8 @@ def all_out(tmp_path_factory, real_data_path):
     """The suite's end-to-end job: `python -m lab.ablate --all` on the smoke preset in a real
     process, profiled, with the warm-up and the control (read by several test files)."""
     out = tmp_path_factory.mktemp("all") / "out"
-    result = run_lab("--all", "--preset", "smoke", "--rounds", str(ALL_ROUNDS), "--out", str(out))
+    args = ["--all", "--preset", "smoke", "--rounds", str(ALL_ROUNDS), "--out", str(out)]
+    result = run_lab(*args, env=data_env(real_data_path))
     assert result.returncode == 0, result.stderr
     return out
 
@@ -168,6 +375,6 @@ def loo_out(tmp_path_factory, real_data_path):
     out = tmp_path_factory.mktemp("loo") / "out"
     args = ["--steps", ",".join(LOO_STEPS), "--leave-one-out", "--preset", "smoke"]
     args += ["--rounds", str(LOO_ROUNDS), "--no-profile", "--no-warmup", "--out", str(out)]
-    result = run_lab(*args)
+    result = run_lab(*args, env=data_env(real_data_path))
     assert result.returncode == 0, result.stderr
     return out

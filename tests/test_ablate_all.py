@@ -6,24 +6,25 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
+from lab.analysis.stats import MIN_ROUNDS
 from lab.engine.job import Job
 from lab.recipe.variant import CONTROL_NAME
 from tests.conftest import (
     ALL_ROUNDS,
-    REPO,
+    HUNG_S,
     STEP_NAMES,
     VARIANT_NAMES,
+    LabProcess,
     assert_one_line_error,
+    assert_verdict_follows_interval,
     call_cli,
     read_jsonl,
     rounds_of,
     run_lab,
+    wait_for,
 )
 
 VARIANTS = VARIANT_NAMES
@@ -77,10 +78,9 @@ def test_summary_has_paired_savings_that_add_up(all_out):
     for step in steps:
         for unit in ("saved_pct", "saved_s"):
             value = step[unit]
-            low, high = value["ci95"]
-            assert low <= value["estimate"] <= high
-            expected = "not significant" if low <= 0 <= high else "significant"
-            assert value["verdict"] == expected
+            assert_verdict_follows_interval(
+                value["estimate"], value["ci95"], value["verdict"], 0.0, clean_rounds
+            )
         # Percent and seconds are the same ratio on two scales.
         assert step["saved_s"]["estimate"] == pytest.approx(
             step["saved_pct"]["estimate"] / 100 * (step["time_s"] + step["saved_s"]["estimate"])
@@ -103,14 +103,22 @@ def test_control_and_power_are_in_the_summary_and_the_report(all_out):
     assert set(control["saved_pct"]) == {"estimate", "ci95", "verdict"}
     clean_rounds, _ = rounds_of(all_out)
     assert control["rounds"] == clean_rounds
+    pct = control["saved_pct"]
+    assert_verdict_follows_interval(pct["estimate"], pct["ci95"], pct["verdict"], 0, clean_rounds)
     power = summary["power"]
-    assert power["min_detectable_pct"] > 0 and power["paired_sd_pct"] > 0
+    assert power["paired_sd_pct"] > 0 and power["rounds"] == clean_rounds
     # One degree of freedom per clean round beyond the first, per step and the control.
     assert power["degrees_of_freedom"] == (len(STEP_NAMES) + 1) * (clean_rounds - 1)
     report = (all_out / "report.md").read_text()
     assert "## Noise floor and power" in report
     assert f"**Control** (`{CONTROL_NAME}`" in report
-    assert f"Minimum detectable saving: {power['min_detectable_pct']:.1f}%" in report
+    # A busy machine's disturbed rounds can leave fewer clean rounds than an interval needs.
+    if clean_rounds >= MIN_ROUNDS:
+        assert power["min_detectable_pct"] > 0
+        assert f"Minimum detectable saving: {power['min_detectable_pct']:.1f}%" in report
+    else:
+        assert power["min_detectable_pct"] is None
+        assert "no interval and no minimum detectable saving" in report
 
 
 def test_report_and_charts_are_written(all_out):
@@ -165,37 +173,34 @@ RESUME_VARIANTS = ["baseline", "+cached_preprocessing", "+main_thread_aug"]
         pytest.param(signal.SIGKILL, id="kill-9", marks=pytest.mark.slow),
     ],
 )
-def test_interrupted_job_resumes_without_loss_or_duplicates(how, tmp_path):
+def test_interrupted_job_resumes_without_loss_or_duplicates(how, tmp_path, real_data_path):
     out = tmp_path / "out"
+    # One epoch a run: the resume path is the same at any length, and the test twice as quick.
     args = ["--steps", ",".join(RESUME_STEPS), "--preset", "smoke", "--rounds", "2"]
+    args += ["--set", "epochs=1"]
     # Profiled passes are stored in the plan and the resumed job runs them all; the slow kill-9
     # case checks them (six profiled passes, a child process each, double the test's time).
     profiled = how == signal.SIGKILL
     args += ["--profile-passes", "2"] if profiled else ["--no-profile"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lab.ablate", *args, "--out", str(out), "--no-progress"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ.copy(),
-    )
+    job = LabProcess(*args, "--out", str(out), "--no-progress")
     results = out / "results.jsonl"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if results.exists() and len(results.read_text().splitlines()) >= 4:
-            break
-        time.sleep(0.05)
-    process.send_signal(how)
-    _, stderr = process.communicate(timeout=60)
+
+    def recorded() -> int:
+        return len(results.read_text().splitlines()) if results.exists() else 0
+
+    # The event, however long a busy machine takes to reach it: the fourth record written.
+    job.wait_until(lambda: recorded() >= 4, "the job's fourth record")
+    job.send_signal(how)
+    ended = job.finish()
     before = results.read_text().splitlines()
     total = 1 + 2 * (len(RESUME_VARIANTS) + 1)  # the warm-up, then 2 rounds with the control
     assert 4 <= len(before) < total, "interrupt partway through"
     if how == signal.SIGINT:
-        assert process.returncode == 130 and "--resume" in stderr and "Traceback" not in stderr
+        stderr = ended.stderr
+        assert ended.returncode == 130 and "--resume" in stderr and "Traceback" not in stderr
         assert not read_jsonl(out / "sessions.jsonl")[-1]["finished"]
     else:
-        assert process.returncode == -signal.SIGKILL
+        assert ended.returncode == -signal.SIGKILL
     resumed = run_lab("--resume", str(out), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
     after = results.read_text().splitlines()
@@ -364,18 +369,19 @@ def test_worker_processes_and_their_cores_are_measured(all_out):
     assert "after it, no worker process ran (the main thread loaded the data)" in report
 
 
-def _get_json(url, timeout=60.0):
+def _get_json(url):
+    """The server's answer, once it answers: a busy machine's server may take long to start or
+    to compute a view (each try waits as long as `HUNG_S`; a refused connection is retried)."""
     import urllib.request
 
-    deadline = time.monotonic() + timeout
-    while True:
+    def answer():
         try:
-            with urllib.request.urlopen(url, timeout=10) as response:
+            with urllib.request.urlopen(url, timeout=HUNG_S) as response:
                 return json.loads(response.read())
         except (OSError, ValueError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+            return None
+
+    return wait_for(answer, f"an answer from {url}", poll_s=0.5)
 
 
 def test_tensorboard_serves_every_variant_with_dataloader_time(all_out):
@@ -383,24 +389,18 @@ def test_tensorboard_serves_every_variant_with_dataloader_time(all_out):
 
     port = free_port()
     args = [str(all_out), "--host", "127.0.0.1", "--port", str(port)]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "lab.tensorboard", *args],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    server = LabProcess(*args, module="lab.tensorboard", own_session=True)
     try:
-        line = server.stdout.readline()
-        assert f"http://127.0.0.1:{port}/" in line, line
+        line = server.wait_until(lambda: server.lines["stdout"][:1], "the server's first line")
+        assert f"http://127.0.0.1:{port}/" in line[0], line
         base = f"http://127.0.0.1:{port}/data/plugin/pytorch_profiler"
-        deadline = time.monotonic() + 120
-        while True:
+
+        def loaded():
             runs = _get_json(f"{base}/runs")
-            if not runs["loading"] and len(runs["runs"]) == len(VARIANTS):
-                break
-            assert time.monotonic() < deadline, runs
-            time.sleep(1)
+            return runs if not runs["loading"] and len(runs["runs"]) == len(VARIANTS) else None
+
+        # Loading moves through the runs one by one: a change in the answer is progress.
+        runs = wait_for(loaded, "every run loaded", poll_s=1)
         assert runs["runs"] == [
             f"{index:02d}-{name}" for index, name in enumerate(["baseline", *STEP_NAMES])
         ]
@@ -420,6 +420,9 @@ def test_tensorboard_serves_every_variant_with_dataloader_time(all_out):
         assert "waterfall" in images["waterfall"]
         assert "breakdown" in images["breakdown"]
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-    assert server.returncode in (0, -signal.SIGTERM)
+        # Stopped as its banner says, with Ctrl-C: it exits, and so does every process it
+        # started (a SIGTERM would leave the profiler plugin's workers running).
+        server.send_signal(signal.SIGINT)
+        ended = server.finish()
+    assert ended.returncode == 0, ended.stderr
+    wait_for(lambda: not server.leftovers(), "the exit of every process the server started")

@@ -203,7 +203,7 @@ def test_plan_says_an_adaptive_job_is_adaptive(capsys):
     assert "adaptive rounds (5 to 100)" in capsys.readouterr().out
 
 
-def test_a_real_adaptive_smoke_job_end_to_end(tmp_path):
+def test_a_real_adaptive_smoke_job_end_to_end(tmp_path, real_data_path):
     """Warm-up, one round of three variants, and the budget ends it; the report says so; a
     resume of the finished job runs nothing more."""
     out = tmp_path / "out"

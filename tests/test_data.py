@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import pickle
 import shutil
@@ -24,7 +25,14 @@ from lab.train.data import (
     load_cifar,
     source_fingerprint,
 )
-from tests.conftest import assert_one_line_error, call_cli, data_or_skip, find_test_data
+from tests.conftest import (
+    NO_DATA_REQUESTED,
+    REPO,
+    assert_one_line_error,
+    call_cli,
+    data_or_skip,
+    find_test_data,
+)
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -203,6 +211,62 @@ def test_without_a_network_the_tests_that_need_data_skip_saying_why(fresh_clone,
     unreachable = (tmp_path / "no-such-archive.tar.gz").as_uri()
     with pytest.raises(pytest.skip.Exception, match="no CIFAR-10 beside the checkout"):
         data_or_skip(url=unreachable, md5=OFFICIAL_MD5)
+
+
+def test_a_test_without_the_data_fixture_finds_no_data(tmp_path):
+    """The rule that keeps a data-less clone green (tests/conftest.py): only a test that
+    requests `real_data_path`, the fixture that skips without data, finds any. Here, on every
+    machine, a job fails at once, naming the fixture, and writes nothing."""
+    assert find_or_fetch_data(None) == NO_DATA_REQUESTED
+    with pytest.raises(LabError, match="request the real_data_path fixture"):
+        detect_format(find_or_fetch_data(None))
+    out = tmp_path / "out"
+    result = call_cli("--preset", "smoke", "--rounds", "1", "--out", str(out))
+    assert_one_line_error(result, "request the real_data_path fixture")
+    assert not out.exists()
+
+
+def test_a_test_with_the_data_fixture_finds_it(real_data_path):
+    assert find_or_fetch_data(None) == real_data_path != NO_DATA_REQUESTED
+
+
+DATA_OWNERS = {"conftest.py", "test_data.py"}  # the fixture, and the tests of the data finders
+AROUND_THE_FIXTURE = {
+    "find_or_fetch_data",
+    "resolve_data_path",
+    "default_data_candidates",
+    "download_cifar",
+    "find_test_data",
+    "data_or_skip",
+}
+DATA_PLACES = ("cifar10-jpeg", "shared/data", "cifar-10-batches-py")
+
+
+def _names_and_strings(tree: ast.AST):
+    """(line, text) of every name, attribute, imported name and string of a module."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            yield node.lineno, node.id
+        elif isinstance(node, ast.Attribute):
+            yield node.lineno, node.attr
+        elif isinstance(node, ast.ImportFrom):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node.lineno, node.value
+
+
+def test_no_test_reaches_data_around_the_fixture():
+    """Outside `DATA_OWNERS` no test calls the lab's data finders or names a data location:
+    real data come only from `real_data_path` (or `real_cifar`, `all_out`, `loo_out` built on
+    it), which skips saying why where there are none; other data are trees a test builds."""
+    found = [
+        f"{path.name}:{line}: {text}"
+        for path in sorted((REPO / "tests").glob("*.py"))
+        if path.name not in DATA_OWNERS
+        for line, text in _names_and_strings(ast.parse(path.read_text()))
+        if text in AROUND_THE_FIXTURE or any(place in text for place in DATA_PLACES)
+    ]
+    assert not found, found
 
 
 # ----------------------------------------------------------------------------- bad input

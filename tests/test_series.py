@@ -281,7 +281,7 @@ def test_profiled_pass_of_the_final_network_spans_short_passes(real_cifar, tmp_p
 
 
 @pytest.mark.slow
-def test_smoke_series_full_trains_and_reports_every_step(tmp_path):
+def test_smoke_series_full_trains_and_reports_every_step(tmp_path, real_data_path):
     from tests.conftest import SERIES_STEP_NAMES, STEP_NAMES, read_jsonl, run_lab
 
     out = tmp_path / "series"
