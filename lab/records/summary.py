@@ -170,6 +170,10 @@ class ProfileSeconds:
     eval: float
     preprocess: float
 
+    def by_category(self) -> dict[str, float]:
+        """The three categories a step's time is split into (`lab.analysis.summary.CATEGORIES`)."""
+        return {"data": self.data, "compute": self.compute, "other": self.other}
+
 
 @dataclass(**FROZEN)
 class StepSpread:
