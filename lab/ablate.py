@@ -502,7 +502,7 @@ def rounds_rule(job: Job) -> NextRound:
             lines.append(disturbed_line(new))
             reported.update(d.round for d in new)
         if call.decision is not None and call.state.rounds_run:
-            lines.append(decision_line(call.to_dict(), plan_job))
+            lines.append(decision_line(call, plan_job["target_mde_pct"]))
         return RoundPlan(call.stop, wanted_rounds(plan_job, call), tuple(lines), call.to_dict())
 
     return rule

@@ -5,11 +5,10 @@ and numbers; these phrases are written here, once, for the report and the charts
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from lab.analysis.adaptive import STOP_REASONS
 from lab.analysis.disturbed import DisturbedRound as DisturbedNow
-from lab.analysis.rounds import REPLACEMENT_CAP, ROUNDS_DONE
+from lab.analysis.rounds import REPLACEMENT_CAP, ROUNDS_DONE, RoundCall
 from lab.recipe.vocabulary import TRAIN_EVAL, TRAIN_PREPROCESS
 from lab.records.summary import Adaptive, DisturbedRound
 from lab.records.summary_step import StepSummary, Where
@@ -116,23 +115,24 @@ def _pct(value: float | None) -> str:
     return "not yet known" if value is None else f"{value:.1f}%"
 
 
-def decision_line(call: dict[str, Any], job: dict[str, Any]) -> str:
-    """An adaptive job's state after a round (`lab.analysis.rounds.RoundCall.to_dict`)."""
-    decision = call["decision"]
+def decision_line(call: RoundCall, target_mde_pct: float | None) -> str:
+    """An adaptive job's state after a round (`lab.analysis.rounds.next_round`'s answer, whose
+    `decision` is set), for a job whose target is `target_mde_pct` (None: a budget only)."""
+    decision, state = call.decision, call.state
     line = (
-        f"after {call['rounds_run']} round(s) ({call['clean_rounds']} clean): minimum detectable "
-        f"saving {_pct(decision['min_detectable_pct'])}"
+        f"after {state.rounds_run} round(s) ({state.clean_rounds} clean): minimum detectable "
+        f"saving {_pct(decision.min_detectable_pct)}"
     )
-    if job["target_mde_pct"] is not None:
-        if decision["stopping_mde_pct"] is not None:
-            line += f", {decision['stopping_mde_pct']:.1f}% on the stopping noise"
-        line += f" (target {job['target_mde_pct']:g}%)"
-        if decision["rounds_to_target"] is not None and not decision["stop"]:
-            line += f"; about {decision['rounds_to_target']} more clean round(s) to the target"
-    if decision["rounds_in_budget"] is not None:
-        line += f"; {decision['rounds_in_budget']} more round(s) fit in the budget"
-    if decision["stop"]:
-        line += f". Stopping: {ROUND_STOP_REASONS[decision['reason']]}"
+    if target_mde_pct is not None:
+        if decision.stopping_mde_pct is not None:
+            line += f", {decision.stopping_mde_pct:.1f}% on the stopping noise"
+        line += f" (target {target_mde_pct:g}%)"
+        if decision.rounds_to_target is not None and not decision.stop:
+            line += f"; about {decision.rounds_to_target} more clean round(s) to the target"
+    if decision.rounds_in_budget is not None:
+        line += f"; {decision.rounds_in_budget} more round(s) fit in the budget"
+    if decision.stop:
+        line += f". Stopping: {ROUND_STOP_REASONS[decision.reason]}"
     return line
 
 
