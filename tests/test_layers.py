@@ -19,11 +19,14 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "train": ("lab.recipe",),
     "profiling": ("lab.recipe", "lab.train"),
     "engine": ("lab.recipe", "lab.train", "lab.profiling"),
+    # The record format (for now the typed summary): beside the recipe, below the engine.
+    "records": ("lab.recipe.vocabulary", "lab.recipe.counters"),
     # Analysis and rendering read records, plans and their file names, never the training stack,
     # and of the recipe only what the record schema fixes (FROZEN_VOCABULARY).
     "analysis": (
         "lab.recipe.vocabulary",
         "lab.recipe.counters",
+        "lab.records",
         "lab.engine.records",
         "lab.engine.outputs",
         "lab.engine.floor",
@@ -32,6 +35,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "lab.recipe.vocabulary",
         "lab.recipe.counters",
         "lab.analysis",
+        "lab.records",
         "lab.engine.records",
         "lab.engine.outputs",
         "lab.engine.floor",
@@ -41,7 +45,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
 # rebuild a report from records never import the live registry, the article's figures of the
 # day or the steps (tests/test_reports_from_records.py proves the effect).
 LIVE_FACTS = ("lab.recipe.registry", "lab.recipe.article", "ablations")
-TORCH_FREE = ("recipe", "analysis", "render")
+TORCH_FREE = ("recipe", "records", "analysis", "render")
 CLIS = ("lab.ablate", "lab.report", "lab.compare", "lab.tensorboard", "lab.doctables")
 
 
