@@ -16,18 +16,10 @@ from typing import Any
 
 from lab.errors import LabError
 from lab.recipe.vocabulary import CHAIN_ROLES
-from lab.records.summary_step import (
-    FROZEN,
-    Comparison,
-    Estimate,
-    StepSummary,
-    VariantComparison,
-)
+from lab.records.summary_step import FROZEN, StepSummary, VariantComparison
 from lab.records.typed import from_jsonable, optional, to_jsonable
 
 SUMMARY_SCHEMA_VERSION = 4
-
-__all__ = ["Comparison", "Estimate", "StepSummary", "VariantComparison"]  # re-exported
 
 
 @dataclass(**FROZEN)

@@ -247,8 +247,7 @@ def _reading(summary: Summary) -> list[str]:
         lines.append(f"- Significantly slower on this machine: {', '.join(slower)}.")
     for step in (s for s in steps if s.no_effect_expected):
         lines.append(
-            f"- ∅ {step.name}: {no_effect(step)}; its measured change is "
-            f"{_saving(step, '%')}."
+            f"- ∅ {step.name}: {no_effect(step)}; its measured change is {_saving(step, '%')}."
         )
     if summary.meta_or_empty().preset != "dawnbench" and len(steps) > 1:
         lines.append(
@@ -296,10 +295,7 @@ def _where_table(summary: Summary) -> list[str]:
         cells = " | ".join(
             f"{p.seconds.by_category()[c]:.2f} s ({p.shares[c]:.0%})" for c in CATEGORIES
         )
-        lines.append(
-            f"| {v.name} | {p.seconds.step:.2f} s | {cells} | {overhead} "
-            f"| `{p.tb_run}` |"
-        )
+        lines.append(f"| {v.name} | {p.seconds.step:.2f} s | {cells} | {overhead} | `{p.tb_run}` |")
     lines += [
         "",
         "| step | data | compute | other | saving came from |",
@@ -445,9 +441,7 @@ def _workers_phrase(cpu: CpuUse) -> str:
     return f"{count:.0f} worker process{plural} used {cpu.workers_cores:.2f} cores"
 
 
-def contention_reading(
-    name: str, before: CpuUse | None, after: CpuUse | None
-) -> str:
+def contention_reading(name: str, before: CpuUse | None, after: CpuUse | None) -> str:
     """'single_worker: before it, 16 worker processes used 1.10 cores during the recorded
     steps on a 2-core machine, the main process 0.85; after it, 1 worker process used 0.30
     cores, the main process 1.60.' Empty when the step did not change the worker processes
@@ -461,9 +455,7 @@ def contention_reading(
         f"{before.machine_cores:g}-core machine, the main process {before.main_cores:.2f}; "
         f"after it, {_workers_phrase(after)}, the main process {after.main_cores:.2f}."
     )
-    idle = [
-        cpu for cpu in (before, after) if cpu.worker_processes and cpu.workers_cores < 0.05
-    ]
+    idle = [cpu for cpu in (before, after) if cpu.worker_processes and cpu.workers_cores < 0.05]
     if idle:
         # Workers prefetch 2 batches each: a short pass is loaded before its first step ends.
         reading += (
