@@ -497,10 +497,10 @@ def rounds_rule(job: Job) -> NextRound:
         lines = []
         new = [d for d in call.state.disturbed if d.round not in reported]
         if new:
-            lines.append(disturbed_line([d.to_dict() for d in new]))
+            lines.append(disturbed_line(new))
             reported.update(d.round for d in new)
         if call.decision is not None and call.state.rounds_run:
-            lines.append(decision_line(call.to_dict(), job))
+            lines.append(decision_line(call, job.target_mde_pct))
         return RoundPlan(call.stop, wanted_rounds(job, call), tuple(lines), call.to_dict())
 
     return rule

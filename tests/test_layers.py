@@ -17,8 +17,9 @@ LAB = Path(__file__).resolve().parent.parent / "lab"
 ALLOWED: dict[str, tuple[str, ...]] = {
     # The bottom: the registry knows no step; `import ablations` above it registers them.
     "recipe": (),
-    # The record format (files, schemas, upgrades, the plan's job) stands on nothing of the lab.
-    "records": (),
+    # The record format (files, schemas, upgrades, the plan's job, the typed summary) stands on
+    # nothing of the lab but the recipe's frozen vocabulary (the names the summary is made of).
+    "records": ("lab.recipe.vocabulary", "lab.recipe.counters"),
     "train": ("lab.recipe",),
     "profiling": ("lab.recipe", "lab.train"),
     # The job imports `ablations`, the steps its variants apply (on Ray workers too).

@@ -3,6 +3,7 @@ floor."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -250,16 +251,39 @@ def test_cores_used_from_two_snapshots():
 
 
 def test_rng_and_contention_readings_come_from_the_numbers():
+    from lab.records.summary import CpuUse
+    from lab.records.summary_step import OperatorChange, StepSummary
     from lab.render.report import contention_reading, rng_note
 
-    step = {"counter_deltas": {"rng_calls": -2994}, "op_diff": []}
-    assert "worker processes (not traced)" in rng_note(step)
-    step["op_diff"] = [{"name": "aten::randint", "calls_change": -256.0}]
-    assert rng_note(step) == (
+    def step(*operators: OperatorChange) -> StepSummary:
+        # rng_note reads only these two fields; the rest of a step does not matter here.
+        blank = dict.fromkeys(StepSummary.__dataclass_fields__)
+        deltas = {"rng_calls": -2994}
+        return StepSummary(**{**blank, "counter_deltas": deltas, "op_diff": list(operators)})
+
+    assert "worker processes (not traced)" in rng_note(step())
+    randint = OperatorChange(
+        name="aten::randint",
+        calls_before=300.0,
+        calls_after=44.0,
+        calls_change=-256.0,
+        self_s_before=0.0,
+        self_s_after=0.0,
+        self_s_change=0.0,
+        beyond_spread=None,
+    )
+    assert rng_note(step(randint)) == (
         "RNG operator calls per step in the traced process: `aten::randint` -256."
     )
-    cpu = {"worker_processes": 16, "workers_cores": 1.1, "main_cores": 0.8, "machine_cores": 2}
-    one = {**cpu, "worker_processes": 1, "workers_cores": 0.3, "main_cores": 1.5}
+    cpu = CpuUse(
+        worker_processes=16,
+        workers_cores=1.1,
+        main_cores=0.8,
+        machine_cores=2,
+        usable_cores=2,
+        wall_s=1.0,
+    )
+    one = dataclasses.replace(cpu, worker_processes=1, workers_cores=0.3, main_cores=1.5)
     reading = contention_reading("single_worker", cpu, one)
     assert "16 worker processes used 1.10 cores" in reading and "2-core machine" in reading
     assert "1 worker process used 0.30 cores, the main process 1.50" in reading

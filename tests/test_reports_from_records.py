@@ -19,13 +19,14 @@ from lab.recipe import article, registry
 from lab.records import outputs
 from lab.records.jsonl import read_records
 from lab.records.plan import read_plan
+from lab.records.summary import Summary
 from lab.render.report import render_report, write_report
 
 EXAMPLES = sorted(p for p in (REPO_ROOT / "reports").glob("example-*") if p.is_dir())
 CHANGED_TITLE = "a title the registry took later"
 
 
-def _rebuild(out: Path) -> tuple[dict, str]:
+def _rebuild(out: Path) -> tuple[Summary, str]:
     """summary.json's data and report.md's text, as `python -m lab.report` builds them."""
     optional = [out / outputs.PROFILE, out / outputs.SESSIONS]
     profiles, sessions = (read_records(p) if p.exists() else [] for p in optional)
@@ -67,7 +68,8 @@ def test_an_example_rebuilds_byte_identical_whatever_the_registry_says(out, monk
     summary, report = _rebuild(out)
     assert report == expected_report == (out / outputs.REPORT).read_text()
     assert summary == expected_summary
-    assert all(step["title"] != CHANGED_TITLE for step in summary["steps"])
+    assert summary.to_json() == (out / outputs.SUMMARY).read_text()
+    assert all(step.title != CHANGED_TITLE for step in summary.steps)
 
 
 def test_a_new_job_stores_the_facts_its_report_will_state(tmp_path, monkeypatch):

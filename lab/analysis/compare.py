@@ -15,11 +15,13 @@ from lab.errors import LabError
 from lab.records import outputs
 from lab.records.jsonl import read_records
 from lab.records.plan import read_plan
+from lab.records.summary import Summary
+from lab.records.typed import to_jsonable
 
 COMPARE_SCHEMA_VERSION = 1
 
 
-def load_summary(out: Path, flag: str) -> dict[str, Any]:
+def load_summary(out: Path, flag: str) -> Summary:
     if not out.is_dir():
         raise LabError(f"{flag} {out}: no such folder")
     if not (out / outputs.RESULTS).is_file():
@@ -40,18 +42,18 @@ def _ratio_row(ratio: Ratio) -> dict[str, Any]:
     }
 
 
-def _variant_rows(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
-    by_name = {v["name"]: v for v in b["variants"]}
+def _variant_rows(a: Summary, b: Summary) -> list[dict[str, Any]]:
+    by_name = {v.name: v for v in b.variants}
     rows = []
-    for variant in a["variants"]:
-        other = by_name.get(variant["name"])
+    for variant in a.variants:
+        other = by_name.get(variant.name)
         if other is None:
             continue
-        times_a = variant["timing"]["total_s"]["values"]
-        times_b = other["timing"]["total_s"]["values"]
+        times_a = variant.timing.total_s.values
+        times_b = other.timing.total_s.values
         rows.append(
             {
-                "variant": variant["name"],
+                "variant": variant.name,
                 "median_s": [float(np.median(times_a)), float(np.median(times_b))],
                 "runs": [len(times_a), len(times_b)],
                 "b_over_a": _ratio_row(unpaired_ratio(times_a, times_b)),
@@ -60,21 +62,20 @@ def _variant_rows(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _step_rows(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
+def _step_rows(a: Summary, b: Summary) -> list[dict[str, Any]]:
     rows = []
     chains = chain_variants(a), chain_variants(b)
-    for index, (step_a, step_b) in enumerate(zip(a["steps"], b["steps"], strict=True)):
+    for index, (step_a, step_b) in enumerate(zip(a.steps, b.steps, strict=True)):
         logs_a = list(paired_logs(chains[0][index], chains[0][index + 1]).values())
         logs_b = list(paired_logs(chains[1][index], chains[1][index + 1]).values())
         # exp(mean log-ratio B - mean log-ratio A): the step's time ratio in B over that in A.
         shift = unpaired_log_shift(logs_a, logs_b)
         rows.append(
             {
-                "step": step_a["name"],
-                "saved_pct": [step_a["saved_pct"], step_b["saved_pct"]],
-                "saved_s": [step_a["saved_s"], step_b["saved_s"]],
-                "difference_pct_points": step_b["saved_pct"]["estimate"]
-                - step_a["saved_pct"]["estimate"],
+                "step": step_a.name,
+                "saved_pct": to_jsonable([step_a.saved_pct, step_b.saved_pct]),
+                "saved_s": to_jsonable([step_a.saved_s, step_b.saved_s]),
+                "difference_pct_points": step_b.saved_pct.estimate - step_a.saved_pct.estimate,
                 "difference_verdict": shift.verdict,
             }
         )
@@ -83,7 +84,7 @@ def _step_rows(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
 
 def compare(out_a: Path, out_b: Path) -> dict[str, Any]:
     a, b = load_summary(out_a, "OUT_A"), load_summary(out_b, "OUT_B")
-    steps_a, steps_b = [s["name"] for s in a["steps"]], [s["name"] for s in b["steps"]]
+    steps_a, steps_b = [s.name for s in a.steps], [s.name for s in b.steps]
     if steps_a != steps_b:
         raise LabError(
             f"{out_a} and {out_b}: jobs of different steps ({','.join(steps_a) or 'baseline'} "
@@ -100,13 +101,13 @@ def compare(out_a: Path, out_b: Path) -> dict[str, Any]:
     }
 
 
-def _describe(summary: dict[str, Any]) -> dict[str, Any]:
-    meta = summary["meta"]
+def _describe(summary: Summary) -> dict[str, Any]:
+    meta = summary.meta_or_empty()
     return {
-        "device_name": meta.get("device_name"),
-        "preset": meta.get("preset"),
-        "git_revision": meta.get("git_revision"),
-        "rounds": summary["rounds"],
-        "dates": [summary["first_run_date"], summary["last_run_date"]],
-        "min_detectable_pct": summary["power"]["min_detectable_pct"],
+        "device_name": meta.device_name,
+        "preset": meta.preset,
+        "git_revision": meta.git_revision,
+        "rounds": summary.rounds,
+        "dates": [summary.first_run_date, summary.last_run_date],
+        "min_detectable_pct": summary.power.min_detectable_pct,
     }

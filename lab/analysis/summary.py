@@ -18,6 +18,7 @@ the steps' savings add up exactly to T0 - T_final (the report shows the sum).
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -41,36 +42,62 @@ from lab.recipe.vocabulary import (
 )
 from lab.records.floor import floor_seconds
 from lab.records.plan import JobSpec, plan_job
-
-SUMMARY_SCHEMA_VERSION = 4
-TIMINGS = ("total_s", "train_s", "eval_s", "preprocess_s")
-CATEGORIES = ("data", "compute", "other")
-META_KEYS = (
-    "preset",
-    "device_name",
-    "cpu_model",
-    "cpu_cores",
-    "torch_version",
-    "python_version",
-    "lab_version",
-    "git_revision",
-    "code_hash",
-    "date",
-    "command",
-    "order_seed",
-    "job_rounds",
+from lab.records.summary import (
+    SUMMARY_SCHEMA_VERSION,
+    Accuracy,
+    Adaptive,
+    AdaptiveRuleSummary,
+    ArticleTotals,
+    DisturbedRound,
+    DisturbedRun,
+    Floor,
+    Host,
+    Meta,
+    Power,
+    Profile,
+    RoundsStop,
+    Sample,
+    Sessions,
+    Summary,
+    Timing,
+    Total,
+    VariantSummary,
 )
+from lab.records.summary_step import (
+    ArticleStep,
+    Attribution,
+    Comparison,
+    Estimate,
+    Expectation,
+    Interaction,
+    NoEffect,
+    OperatorChange,
+    StepSummary,
+    VariantComparison,
+    Where,
+    comparison_fields,
+)
+from lab.records.typed import from_jsonable
+
+TIMINGS = ("total_s", "train_s", "eval_s", "preprocess_s")  # Timing's fields
+CATEGORIES = ("data", "compute", "other")
+META_KEYS = tuple(Meta.__dataclass_fields__)  # of the first timed run
 
 
 # ----------------------------------------------------------------------------- variants
 
 
-def chain_variants(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def chain_variants(summary: Summary) -> list[VariantSummary]:
     """The summary's baseline and cumulative variants, in the order the steps were applied."""
-    return [v for v in summary["variants"] if v["role"] in CHAIN_ROLES]
+    return summary.chain()
 
 
-def summarise_variant(name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+def _sample(records: list[dict[str, Any]], key: str) -> Sample:
+    values = [r["measurements"][key] for r in records]
+    return Sample(median=median(values), values=values)
+
+
+def summarise_variant(name: str, records: list[dict[str, Any]], floor: Floor) -> VariantSummary:
     first = records[0]
     accuracies = [r["measurements"]["final_test_accuracy"] for r in records]
     counters = defaultdict(list)
@@ -82,72 +109,71 @@ def summarise_variant(name: str, records: list[dict[str, Any]]) -> dict[str, Any
         for r in records
         for key, expected in r["expected"].items()
     )
-    return {
-        "name": name,
-        "role": first["role"],
-        "steps": first["steps"],
-        "runs": len(records),
-        "rounds": [r["round"] for r in records],
-        "timing": {
-            key: {
-                "median": median([r["measurements"][key] for r in records]),
-                "values": [r["measurements"][key] for r in records],
-            }
-            for key in TIMINGS
-        },
-        "accuracy": {
-            "median": median(accuracies),
-            "values": accuracies,
-            "target": first["config"]["target_accuracy"],
-            "reached": sum(r["measurements"]["reached_target"] for r in records),
-            "runs": len(records),
-        },
-        "counters": {key: median(values) for key, values in counters.items()},
-        "expected_counters": first["expected"],
-        "counters_match_plan": plan_match,
-        "params": first["params"],
-        "flops_per_image": first["flops_per_image"],
-        "precision": first["measurements"]["precision"],
-        "config": first["config"],
-    }
+    return VariantSummary(
+        name=name,
+        role=first["role"],
+        steps=first["steps"],
+        runs=len(records),
+        rounds=[r["round"] for r in records],
+        timing=Timing(**{key: _sample(records, key) for key in TIMINGS}),
+        accuracy=Accuracy(
+            median=median(accuracies),
+            values=accuracies,
+            target=first["config"]["target_accuracy"],
+            reached=sum(r["measurements"]["reached_target"] for r in records),
+            runs=len(records),
+        ),
+        counters={key: median(values) for key, values in counters.items()},
+        expected_counters=first["expected"],
+        counters_match_plan=plan_match,
+        params=first["params"],
+        flops_per_image=first["flops_per_image"],
+        precision=first["measurements"]["precision"],
+        config=first["config"],
+        floor=floor,
+    )
 
 
-# What each timing rule adds up, from the parts a record keeps apart.
+# What each timing rule adds up, from the parts a record keeps apart (Timing's fields).
 RULE_PARTS: dict[str, tuple[str, ...]] = {
     TRAIN_EVAL: ("total_s",),  # the lab's timed region, recorded as one figure
     TRAIN_PREPROCESS: ("train_s", "preprocess_s"),
 }
 
 
-def _times_by_round(variant: dict[str, Any], rule: str = TRAIN_EVAL) -> dict[int, float]:
+def _times_by_round(variant: VariantSummary, rule: str = TRAIN_EVAL) -> dict[int, float]:
     """Seconds per round on a timing rule; the lab's timed region is TRAIN_EVAL."""
-    parts = [variant["timing"][key]["values"] for key in RULE_PARTS[rule]]
+    parts = [getattr(variant.timing, key).values for key in RULE_PARTS[rule]]
     values = [sum(run) for run in zip(*parts, strict=True)]
-    return dict(zip(variant["rounds"], values, strict=True))
+    return dict(zip(variant.rounds, values, strict=True))
 
 
 def paired_logs(
-    before: dict[str, Any], after: dict[str, Any], rule: str = TRAIN_EVAL
+    before: VariantSummary, after: VariantSummary, rule: str = TRAIN_EVAL
 ) -> dict[int, float]:
     """log(t_after / t_before) per round in which both ran."""
     a, b = _times_by_round(before, rule), _times_by_round(after, rule)
     return {r: float(np.log(b[r] / a[r])) for r in sorted(set(a) & set(b))}
 
 
-def paired(before: dict[str, Any], after: dict[str, Any], rule: str = TRAIN_EVAL) -> Ratio:
+def paired(before: VariantSummary, after: VariantSummary, rule: str = TRAIN_EVAL) -> Ratio:
     logs = paired_logs(before, after, rule)
     return ratio_from_logs(list(logs.values()))
 
 
-def comparison(ratio: Ratio, before_s: float) -> dict[str, Any]:
+def _estimate(saving: dict[str, Any]) -> Estimate:
+    return Estimate(**saving)
+
+
+def comparison(ratio: Ratio, before_s: float) -> Comparison:
     """The summary's shape of a saving: percent of the earlier variant, and seconds for an
     earlier variant of `before_s` (the chain's paired estimate)."""
-    return {
-        "saved_pct": ratio.saved_pct(),
-        "saved_s": ratio.saved_s(before_s),
-        "ratio": ratio.ratio,
-        "rounds": ratio.rounds,
-    }
+    return Comparison(
+        saved_pct=_estimate(ratio.saved_pct()),
+        saved_s=_estimate(ratio.saved_s(before_s)),
+        ratio=ratio.ratio,
+        rounds=ratio.rounds,
+    )
 
 
 # ----------------------------------------------------------------------------- steps
@@ -164,125 +190,134 @@ def _expectation_holds(expected: str, before: float, after: float) -> bool:
 
 
 def summarise_step(
-    before: dict[str, Any],
-    after: dict[str, Any],
+    before: VariantSummary,
+    after: VariantSummary,
     ratio: Ratio,
     before_s: float,
     plan: dict[str, Any],
-) -> dict[str, Any]:
+    where: Where | None,
+    operators: list[OperatorChange] | None,
+) -> StepSummary:
     """The step that turns `before` into `after`, described by its facts in the plan."""
-    name = after["steps"][-1]
+    name = after.steps[-1]
     facts = plan["step_facts"][name]
-    shared = [key for key in COUNTERS if key in before["counters"] and key in after["counters"]]
+    shared = [key for key in COUNTERS if key in before.counters and key in after.counters]
     checks = [
-        {
-            "counter": counter,
-            "expected": expected,
-            "before": before["counters"][counter],
-            "after": after["counters"][counter],
-            "holds": _expectation_holds(
-                expected, before["counters"][counter], after["counters"][counter]
-            ),
-        }
+        Expectation(
+            counter=counter,
+            expected=expected,
+            before=before.counters[counter],
+            after=after.counters[counter],
+            holds=_expectation_holds(expected, before.counters[counter], after.counters[counter]),
+        )
         for counter, expected in facts["expects"]
         if counter in shared
     ]
-    return {
-        "name": name,
-        "title": facts["title"],
-        "variant": after["name"],
-        **comparison(ratio, before_s),
-        "time_s": before_s * ratio.ratio,
-        "one_off_s": after["timing"]["preprocess_s"]["median"]
-        - before["timing"]["preprocess_s"]["median"],
-        "counter_deltas": {key: after["counters"][key] - before["counters"][key] for key in shared},
-        "expectations": checks,
-        "flagged": any(not c["holds"] for c in checks) or not after["counters_match_plan"],
-        "accuracy_change": after["accuracy"]["median"] - before["accuracy"]["median"],
-        "no_effect_expected": _no_effect_expected(facts, after),
-        "article": _article_step(facts, plan["article"], before, after),
-    }
+    return StepSummary(
+        name=name,
+        title=facts["title"],
+        variant=after.name,
+        **comparison_fields(comparison(ratio, before_s)),
+        time_s=before_s * ratio.ratio,
+        one_off_s=after.timing.preprocess_s.median - before.timing.preprocess_s.median,
+        counter_deltas={key: after.counters[key] - before.counters[key] for key in shared},
+        expectations=checks,
+        flagged=any(not c.holds for c in checks) or not after.counters_match_plan,
+        accuracy_change=after.accuracy.median - before.accuracy.median,
+        no_effect_expected=_no_effect_expected(facts, after),
+        article=_article_step(facts, plan["article"], before, after),
+        where=where,
+        op_diff=operators,
+    )
 
 
-def _no_effect_expected(facts: dict[str, Any], after: dict[str, Any]) -> dict[str, str] | None:
+def _no_effect_expected(facts: dict[str, Any], after: VariantSummary) -> NoEffect | None:
     """A step that changes only models of one precision, on runs that trained in another: no
     change of work is expected on this device (None otherwise)."""
     needs = facts["needs_precision"]
-    if needs is None or after["precision"] == needs:
+    if needs is None or after.precision == needs:
         return None
-    return {"needs_precision": needs, "precision": after["precision"]}
+    return NoEffect(needs_precision=needs, precision=after.precision)
 
 
 def _article_step(
-    facts: dict[str, Any], series: dict[str, Any], before: dict[str, Any], after: dict[str, Any]
-) -> dict[str, Any]:
+    facts: dict[str, Any], series: dict[str, Any], before: VariantSummary, after: VariantSummary
+) -> ArticleStep:
     """The article's figure for the step and, on the article's own timing rule, ours."""
     if facts["article_step"] is None:
-        return {"step": None, "saved_s": None, "shared_with": []}
+        return ArticleStep(step=None, saved_s=None, shared_with=[])
     claim = next(s for s in series["steps"] if s["number"] == facts["article_step"])
     ours = paired(before, after, claim["rule"])
     before_rule_s = median(list(_times_by_round(before, claim["rule"]).values()))
-    return {
-        "step": claim["number"],
-        "part": claim["part"],
-        "time_s": claim["time_s"],
-        "saved_s": claim["saved_s"],
-        "saved_pct": 100.0 * claim["saved_s"] / (claim["time_s"] + claim["saved_s"]),
-        "accuracy": claim["accuracy"],
-        "rule": claim["rule"],
-        "source": claim["source"],
-        "shared_with": facts["shared_with"],
-        "ours_on_rule": comparison(ours, before_rule_s),
-    }
+    return ArticleStep(
+        step=claim["number"],
+        part=claim["part"],
+        time_s=claim["time_s"],
+        saved_s=claim["saved_s"],
+        saved_pct=100.0 * claim["saved_s"] / (claim["time_s"] + claim["saved_s"]),
+        accuracy=claim["accuracy"],
+        rule=claim["rule"],
+        source=claim["source"],
+        shared_with=facts["shared_with"],
+        ours_on_rule=comparison(ours, before_rule_s),
+    )
 
 
 def leave_one_out(
-    steps: list[dict[str, Any]],
-    chain: list[dict[str, Any]],
-    by_name: dict[str, dict[str, Any]],
+    steps: list[StepSummary],
+    chain: list[VariantSummary],
+    by_name: dict[str, VariantSummary],
     final_s: float,
-) -> None:
+) -> list[StepSummary]:
     """Per step, the saving of adding it last (all steps but it -> all steps) and its
     interaction: cumulative saving minus leave-one-out saving, in percentage points, and its
     paired test: per round, the log-ratio of the cumulative comparison minus that of the
     leave-one-out one, whose geometric mean (`ratio`, the cumulative time ratio over the
-    leave-one-out one) and 95% interval (`ci95`) give the verdict."""
+    leave-one-out one) and 95% interval (`ci95`) give the verdict. The steps, with both."""
     final = chain[-1]
+    result = []
     for index, step in enumerate(steps):
-        without = by_name.get(f"-{step['name']}")
+        without = by_name.get(f"-{step.name}")
         if without is None and index == len(steps) - 1:
             without = chain[-2]  # all but the last step is the chain's previous variant
         if without is None:
+            result.append(step)
             continue
         loo_logs = paired_logs(without, final)
         cumulative_logs = paired_logs(chain[index], chain[index + 1])
         ratio = ratio_from_logs(list(loo_logs.values()))
         common = sorted(set(loo_logs) & set(cumulative_logs))
         interaction = ratio_from_logs([cumulative_logs[r] - loo_logs[r] for r in common])
-        step["leave_one_out"] = {
-            "variant": without["name"],
-            **comparison(ratio, final_s / ratio.ratio),
-        }
-        step["interaction"] = {
-            "pct_points": step["saved_pct"]["estimate"]
-            - step["leave_one_out"]["saved_pct"]["estimate"],
-            "ratio": interaction.ratio,
-            "ci95": None if interaction.ci95 is None else list(interaction.ci95),
-            "verdict": interaction.verdict,
-            "rounds": interaction.rounds,
-            "cumulative_after": chain[index]["name"],  # the variant the step follows in order
-            "is_last_step": without["name"] == chain[index]["name"],
-            # True when, with every other step in, the step changes no config field: a later
-            # step overrides it.
-            "same_config": without["config"] == final["config"],
-        }
+        added_last = VariantComparison(
+            variant=without.name, **comparison_fields(comparison(ratio, final_s / ratio.ratio))
+        )
+        result.append(
+            replace(
+                step,
+                leave_one_out=added_last,
+                interaction=Interaction(
+                    pct_points=step.saved_pct.estimate - added_last.saved_pct.estimate,
+                    ratio=interaction.ratio,
+                    ci95=None if interaction.ci95 is None else list(interaction.ci95),
+                    verdict=interaction.verdict,
+                    rounds=interaction.rounds,
+                    cumulative_after=chain[index].name,  # the variant the step follows in order
+                    is_last_step=without.name == chain[index].name,
+                    # True when, with every other step in, the step changes no config field: a
+                    # later step overrides it.
+                    same_config=without.config == final.config,
+                ),
+            )
+        )
+    return result
 
 
 # ----------------------------------------------------------------------------- profiles, floor
 
 
 def profile_summary(profile: dict[str, Any]) -> dict[str, Any]:
-    """Where a variant's step time goes, and what the profiler itself cost."""
+    """Where a variant's step time goes, and what the profiler itself cost (one pass, in the
+    shape of `Profile`'s fields; `passes_summary` adds the rest over passes)."""
     breakdown = profile["breakdown"]
     return {
         "tb_run": profile["tb_run"],
@@ -302,135 +337,132 @@ def profile_summary(profile: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def floor_summary(records: list[dict[str, Any]], measured_total_s: float) -> dict[str, Any]:
+def floor_summary(records: list[dict[str, Any]], measured_total_s: float) -> Floor:
     """The article's minimum-time calculation for this variant on this device."""
     first = records[0]
     peak = first["peak"]
     floor_s = floor_seconds(first["total_flops"], peak["used_tflops"])
-    return {
-        "flops_per_image": first["flops_per_image"],
-        "total_flops": first["total_flops"],
-        "peak_tflops": peak["used_tflops"],
-        "peak_source": peak["source"],
-        "measured_peak_tflops": peak["measured_tflops"],
-        "vendor_peak_tflops": peak["vendor_tflops"],
-        "peak_dtype": peak["dtype"],
-        "floor_s": floor_s,
-        "efficiency": floor_s / measured_total_s if measured_total_s else None,
-    }
+    return Floor(
+        flops_per_image=first["flops_per_image"],
+        total_flops=first["total_flops"],
+        peak_tflops=peak["used_tflops"],
+        peak_source=peak["source"],
+        measured_peak_tflops=peak["measured_tflops"],
+        vendor_peak_tflops=peak["vendor_tflops"],
+        peak_dtype=peak["dtype"],
+        floor_s=floor_s,
+        efficiency=floor_s / measured_total_s if measured_total_s else None,
+    )
 
 
-def where_saving_came_from(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
+def where_saving_came_from(
+    before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> Where | None:
     """Per category, how the profiled steps' seconds moved (medians over passes), and the
-    category named by `attribute`'s rule, or "unclear", with the rule's reason code."""
-    if "profile" not in before or "profile" not in after:
+    category named by `attribute`'s rule, or "unclear", with the rule's reason code; from the
+    two variants' `passes_summary` (None when either is unprofiled)."""
+    if before is None or after is None:
         return None
-    deltas = {
-        c: after["profile"]["seconds"][c] - before["profile"]["seconds"][c] for c in CATEGORIES
-    }
-    share_moves = {
-        c: [before["profile"]["shares"][c], after["profile"]["shares"][c]] for c in CATEGORIES
-    }
-    attribution = attribute(before["profile"], after["profile"])
-    return {
-        "seconds_change": deltas,
-        "shares": share_moves,
-        "came_from": attribution.pop("came_from"),
-        "reason": attribution.pop("reason"),
-        "attribution": attribution,
-    }
+    attribution = attribute(before, after)
+    return Where(
+        seconds_change={c: after["seconds"][c] - before["seconds"][c] for c in CATEGORIES},
+        shares={c: [before["shares"][c], after["shares"][c]] for c in CATEGORIES},
+        came_from=attribution.pop("came_from"),
+        reason=attribution.pop("reason"),
+        attribution=Attribution(**attribution),
+    )
 
 
 # ----------------------------------------------------------------------------- the whole job
 
 
-def _power(comparisons: list[Ratio], rounds: int, excluded_rounds: int = 0) -> dict[str, Any]:
+def _power(comparisons: list[Ratio], rounds: int, excluded_rounds: int = 0) -> Power:
     """The job's paired noise (pooled over every comparison) and the smallest saving it
     detects with 80% power at its number of (clean) rounds."""
     log_sd, dof = pooled_log_sd(comparisons)
     mde = minimum_detectable_pct(log_sd, rounds) if log_sd is not None else None
-    return {
-        "paired_sd_pct": None if log_sd is None else 100.0 * log_sd,
-        "degrees_of_freedom": dof,
-        "rounds": rounds,
-        "excluded_rounds": excluded_rounds,
-        "min_detectable_pct": mde,
-        "power": 0.8,
-        "test": "paired t on per-round log time ratios, two-sided 5%",
-    }
+    return Power(
+        paired_sd_pct=None if log_sd is None else 100.0 * log_sd,
+        degrees_of_freedom=dof,
+        rounds=rounds,
+        excluded_rounds=excluded_rounds,
+        min_detectable_pct=mde,
+        power=0.8,
+        test="paired t on per-round log time ratios, two-sided 5%",
+    )
 
 
-def _rounds_stop(call: RoundCall, job: JobSpec) -> dict[str, Any]:
+def _rounds_stop(call: RoundCall, job: JobSpec) -> RoundsStop:
     """Why the job ran the rounds it ran: the rounds rule asked again of the records, so the
     answer is the engine's own (`reason` null: the rule would run another round, as for an
     interrupted job, or one whose disturbed rounds were never replaced)."""
-    return {
-        "reason": call.reason if call.stop else None,
-        "planned_rounds": job.rounds,
-        "rounds_run": call.state.rounds_run,
-        "clean_rounds": call.state.clean_rounds,
-        "replacement_cap": None if call.decision else replacement_cap(job.rounds),
-    }
+    return RoundsStop(
+        reason=call.reason if call.stop else None,
+        planned_rounds=job.rounds,
+        rounds_run=call.state.rounds_run,
+        clean_rounds=call.state.clean_rounds,
+        replacement_cap=None if call.decision else replacement_cap(job.rounds),
+    )
 
 
-def _adaptive(call: RoundCall, job: JobSpec) -> dict[str, Any] | None:
+def _adaptive(call: RoundCall, job: JobSpec) -> Adaptive | None:
     """An adaptive job's rule and where it stood at the end (None for a job of fixed rounds)."""
     rule = adaptive_rule(job)
     if rule is None or call.decision is None:
         return None
     decision = call.decision
-    return {
-        "rule": rule.to_dict(),
-        "reason": decision.reason,
-        "target_mde_pct": rule.target_mde_pct,
-        "min_detectable_pct": decision.min_detectable_pct,
-        "stopping_mde_pct": decision.stopping_mde_pct,
-        "clean_rounds": decision.clean_rounds,
-        "rounds_run": decision.rounds_run,
-        "spent_s": call.state.elapsed_s,
-        "budget_s": rule.budget_s,
-        "round_s": decision.round_s,
-    }
+    return Adaptive(
+        rule=AdaptiveRuleSummary(**rule.to_dict()),
+        reason=decision.reason,
+        target_mde_pct=rule.target_mde_pct,
+        min_detectable_pct=decision.min_detectable_pct,
+        stopping_mde_pct=decision.stopping_mde_pct,
+        clean_rounds=decision.clean_rounds,
+        rounds_run=decision.rounds_run,
+        spent_s=call.state.elapsed_s,
+        budget_s=rule.budget_s,
+        round_s=decision.round_s,
+    )
 
 
-def _control_ratio(variants: dict[str, dict[str, Any]]) -> tuple[str, Ratio] | None:
+def _control_ratio(variants: dict[str, VariantSummary]) -> tuple[str, Ratio] | None:
     """The control's name and its paired ratio to the baseline (None without a control)."""
-    control = next((v for v in variants.values() if v["role"] == CONTROL), None)
-    baseline = next((v for v in variants.values() if v["role"] == BASELINE), None)
+    control = next((v for v in variants.values() if v.role == CONTROL), None)
+    baseline = next((v for v in variants.values() if v.role == BASELINE), None)
     if control is None or baseline is None:
         return None
-    return control["name"], paired(baseline, control)
+    return control.name, paired(baseline, control)
 
 
-def _article_totals(steps: list[dict[str, Any]], series: dict[str, Any]) -> dict[str, Any]:
+def _article_totals(steps: list[StepSummary], series: dict[str, Any]) -> ArticleTotals:
     """The article's times for the stretch of the series this job covers (the first part's,
     for a job of no step the article took)."""
-    numbers = [s["article"]["step"] for s in steps if s["article"]["step"] is not None]
+    numbers = [s.article.step for s in steps if s.article.step is not None]
     first_part = min(s["part"] for s in series["steps"])
     default = max(s["number"] for s in series["steps"] if s["part"] == first_part)
     last = max(numbers, default=default)
     times = {s["number"]: s["time_s"] for s in series["steps"]}
-    return {
-        "device": series["device"],
-        "times_s": {str(k): v for k, v in times.items()},
-        "labels": {str(s["number"]): s["label"] for s in series["steps"]},
-        "rules": {str(s["number"]): s["rule"] for s in series["steps"]},
-        "last_step": last,
-        "baseline_s": times[0],
-        "final_s": times[last],
-        "saved_s": times[0] - times[last],
-    }
+    return ArticleTotals(
+        device=series["device"],
+        times_s={str(k): v for k, v in times.items()},
+        labels={str(s["number"]): s["label"] for s in series["steps"]},
+        rules={str(s["number"]): s["rule"] for s in series["steps"]},
+        last_step=last,
+        baseline_s=times[0],
+        final_s=times[last],
+        saved_s=times[0] - times[last],
+    )
 
 
-def _sessions(sessions: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "count": len(sessions),
-        "wall_s": sum(s["wall_s"] for s in sessions),
-        "finished": bool(sessions) and sessions[-1]["finished"],
-    }
+def _sessions(sessions: list[dict[str, Any]]) -> Sessions:
+    return Sessions(
+        count=len(sessions),
+        wall_s=sum(s["wall_s"] for s in sessions),
+        finished=bool(sessions) and sessions[-1]["finished"],
+    )
 
 
-def _hosts(timed: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _hosts(timed: list[dict[str, Any]]) -> dict[str, Host] | None:
     """Per host of a `--ray` job (records with `host`): its timed runs and rounds, the most
     rounds that ran there at once, and the cores a round had; None for a local job."""
     by_host: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -438,15 +470,59 @@ def _hosts(timed: list[dict[str, Any]]) -> dict[str, Any] | None:
         if "host" in record:
             by_host[record["host"]].append(record)
     return {
-        host: {
-            "runs": len(runs),
-            "rounds": sorted({r["round"] for r in runs}),
-            "rounds_at_once": max(r["rounds_on_host"] for r in runs),
-            "cores_per_round": max(len(r["cores"]) for r in runs),
-            "devices": sorted({r["device_id"] for r in runs}),
-        }
+        host: Host(
+            runs=len(runs),
+            rounds=sorted({r["round"] for r in runs}),
+            rounds_at_once=max(r["rounds_on_host"] for r in runs),
+            cores_per_round=max(len(r["cores"]) for r in runs),
+            devices=sorted({r["device_id"] for r in runs}),
+        )
         for host, runs in sorted(by_host.items())
     } or None
+
+
+def _variants(
+    by_variant: dict[str, list[dict[str, Any]]], profiles: dict[str, dict[str, Any]]
+) -> dict[str, VariantSummary]:
+    """Each variant over its timed runs, with its floor and, when profiled, its profile."""
+    summaries = {}
+    for name, runs in by_variant.items():
+        floor = floor_summary(runs, median([r["measurements"]["total_s"] for r in runs]))
+        variant = summarise_variant(name, runs, floor)
+        if name in profiles:
+            variant = replace(variant, profile=from_jsonable(Profile, profiles[name], name))
+        summaries[name] = variant
+    return summaries
+
+
+def _steps(
+    chain: list[VariantSummary],
+    plan: dict[str, Any],
+    profiles: dict[str, dict[str, Any]],
+    passes: dict[str, list[dict[str, Any]]],
+    baseline_s: float,
+) -> tuple[list[StepSummary], list[Ratio]]:
+    """The chain's steps, each at the paired time of the variant before it, and their ratios."""
+    ratios, steps, time_s = [], [], baseline_s
+    for before, after in zip(chain, chain[1:], strict=False):
+        ratio = paired(before, after)
+        ratios.append(ratio)
+        operators = None
+        if before.name in passes and after.name in passes:
+            operators = [
+                OperatorChange(**row) for row in op_diff(passes[before.name], passes[after.name])
+            ]
+        where = where_saving_came_from(profiles.get(before.name), profiles.get(after.name))
+        step = summarise_step(before, after, ratio, time_s, plan, where, operators)
+        steps.append(step)
+        time_s = step.time_s
+    return steps, ratios
+
+
+def _meta(every_timed: list[dict[str, Any]]) -> Meta | None:
+    if not every_timed:
+        return None
+    return Meta(**{key: every_timed[0].get(key) for key in META_KEYS})
 
 
 def build_summary(
@@ -454,7 +530,7 @@ def build_summary(
     plan: dict[str, Any],
     profiles: list[dict[str, Any]] | None = None,
     sessions: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
+) -> Summary:
     """The summary of a job's records (`lab.records.jsonl.read_records`) and its plan
     (`lab.records.plan.read_plan`), both in the current schema."""
     every_timed = [r for r in records if not r["warmup"]]
@@ -465,78 +541,71 @@ def build_summary(
     by_variant: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in timed:
         by_variant[record["variant"]].append(record)
-    summaries = {name: summarise_variant(name, runs) for name, runs in by_variant.items()}
-    chain = sorted(
-        (v for v in summaries.values() if v["role"] in CHAIN_ROLES),
-        key=lambda v: len(v["steps"]),
-    )
-    others = [v for v in summaries.values() if v["role"] in (CONTROL, LEAVE_ONE_OUT)]
-    profile_by_variant: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    passes: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for profile in profiles or []:
-        profile_by_variant[profile["variant"]].append(profile)
-    for variant in chain + others:
-        variant["floor"] = floor_summary(
-            by_variant[variant["name"]], variant["timing"]["total_s"]["median"]
-        )
-        if variant["name"] in profile_by_variant:
-            variant["profile"] = passes_summary(profile_by_variant[variant["name"]])
-    baseline_s = chain[0]["timing"]["total_s"]["median"] if chain else 0.0
-    ratios, steps, time_s = [], [], baseline_s
-    for before, after in zip(chain, chain[1:], strict=False):
-        ratio = paired(before, after)
-        ratios.append(ratio)
-        step = summarise_step(before, after, ratio, time_s, plan)
-        step["where"] = where_saving_came_from(before, after)
-        if before["name"] in profile_by_variant and after["name"] in profile_by_variant:
-            step["op_diff"] = op_diff(
-                profile_by_variant[before["name"]], profile_by_variant[after["name"]]
-            )
-        steps.append(step)
-        time_s = step["time_s"]
-    for variant, estimate in zip(chain, [baseline_s, *(s["time_s"] for s in steps)], strict=True):
-        variant["paired_time_s"] = estimate
+        passes[profile["variant"]].append(profile)
+    profile_dicts = {name: passes_summary(runs) for name, runs in passes.items()}
+    summaries = _variants(by_variant, profile_dicts)
+    chain = sorted(
+        (v for v in summaries.values() if v.role in CHAIN_ROLES), key=lambda v: len(v.steps)
+    )
+    others = [v for v in summaries.values() if v.role in (CONTROL, LEAVE_ONE_OUT)]
+    baseline_s = chain[0].timing.total_s.median if chain else 0.0
+    steps, ratios = _steps(chain, plan, profile_dicts, passes, baseline_s)
+    time_s = steps[-1].time_s if steps else baseline_s
+    chain = [
+        replace(variant, paired_time_s=estimate)
+        for variant, estimate in zip(chain, [baseline_s, *(s.time_s for s in steps)], strict=True)
+    ]
     found = _control_ratio(summaries)
-    control = None if found is None else {"variant": found[0], **comparison(found[1], baseline_s)}
-    has_leave_one_out = any(v["role"] == LEAVE_ONE_OUT for v in others)
+    control = (
+        None
+        if found is None
+        else VariantComparison(
+            variant=found[0], **comparison_fields(comparison(found[1], baseline_s))
+        )
+    )
+    has_leave_one_out = any(v.role == LEAVE_ONE_OUT for v in others)
     if has_leave_one_out:
-        leave_one_out(steps, chain, summaries, time_s)
-    rounds = max((len(v["rounds"]) for v in chain), default=0)
+        steps = leave_one_out(steps, chain, summaries, time_s)
+    rounds = max((len(v.rounds) for v in chain), default=0)
     comparisons = ratios + ([found[1]] if found else [])
-    return {
-        "schema_version": SUMMARY_SCHEMA_VERSION,
-        "meta": {key: every_timed[0].get(key) for key in META_KEYS} if every_timed else {},
-        "first_run_date": min((r["date"] for r in every_timed), default=None),
-        "last_run_date": max((r["date"] for r in every_timed), default=None),
-        "warmup_runs": len(records) - len(every_timed),
-        "rounds": rounds,
-        "rounds_run": call.state.rounds_run,
-        "disturbed_rounds": [
-            {"round": d.round, "runs": [{"variant": r.variant, "factor": r.factor} for r in d.runs]}
+    return Summary(
+        schema_version=SUMMARY_SCHEMA_VERSION,
+        meta=_meta(every_timed),
+        first_run_date=min((r["date"] for r in every_timed), default=None),
+        last_run_date=max((r["date"] for r in every_timed), default=None),
+        warmup_runs=len(records) - len(every_timed),
+        rounds=rounds,
+        rounds_run=call.state.rounds_run,
+        disturbed_rounds=[
+            DisturbedRound(
+                round=d.round,
+                runs=[DisturbedRun(variant=r.variant, factor=r.factor) for r in d.runs],
+            )
             for d in call.state.disturbed
         ],
-        "rounds_stop": _rounds_stop(call, job),
-        "adaptive": _adaptive(call, job),
-        "sessions": _sessions(sessions or []),
-        "hosts": _hosts(every_timed),
-        "variants": chain + others,
-        "control": control,
-        "power": _power(comparisons, rounds, len(excluded)),
-        "steps": steps,
-        "leave_one_out": has_leave_one_out,
-        "total": {
-            "baseline_s": baseline_s,
-            "final_s": time_s,
-            "final_median_s": chain[-1]["timing"]["total_s"]["median"] if chain else None,
-            "saved_s": baseline_s - time_s,
-            "saved_pct": 100.0 * (1 - time_s / baseline_s) if baseline_s else None,
-            "sum_of_step_savings_s": sum(s["saved_s"]["estimate"] for s in steps),
-            "one_off_preprocessing_s": chain[-1]["timing"]["preprocess_s"]["median"]
-            if chain
-            else None,
-        },
-        "article": _article_totals(steps, plan["article"]),
-        "profiled": bool(profile_by_variant),
-    }
+        rounds_stop=_rounds_stop(call, job),
+        adaptive=_adaptive(call, job),
+        sessions=_sessions(sessions or []),
+        hosts=_hosts(every_timed),
+        variants=chain + others,
+        control=control,
+        power=_power(comparisons, rounds, len(excluded)),
+        steps=steps,
+        leave_one_out=has_leave_one_out,
+        total=Total(
+            baseline_s=baseline_s,
+            final_s=time_s,
+            final_median_s=chain[-1].timing.total_s.median if chain else None,
+            saved_s=baseline_s - time_s,
+            saved_pct=100.0 * (1 - time_s / baseline_s) if baseline_s else None,
+            sum_of_step_savings_s=sum(s.saved_s.estimate for s in steps),
+            one_off_preprocessing_s=chain[-1].timing.preprocess_s.median if chain else None,
+        ),
+        article=_article_totals(steps, plan["article"]),
+        profiled=bool(passes),
+    )
 
 
 # ----------------------------------------------------------------------------- repeated passes

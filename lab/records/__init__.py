@@ -9,7 +9,11 @@ and the comparison need only this layer and the recipe's vocabulary.
   schema2   the frozen step and article facts a schema-2 plan never stored.
   floor     the floor's arithmetic and the vendors' peak table.
 
-It imports nothing from the lab but `lab.errors`. What needs the device (the measured peak,
+  summary   summary.json as typed parts (summary_step: a step's parts; typed: the
+            conversion between dataclasses and JSON), written and read back.
+
+It imports nothing from the lab but `lab.errors` and the recipe's frozen vocabulary (the
+names a summary's fields are made of). What needs the device (the measured peak,
 device names, the versions in a record's metadata) is the engine's (`lab.engine.peak`,
 `lab.engine.metadata`).
 """

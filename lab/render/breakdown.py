@@ -7,9 +7,9 @@ workers and the main process used, which the trace cannot show."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from lab.records import outputs
+from lab.records.summary import Profile, Summary
 from lab.render.waterfall import plt, save_chart
 
 # Phase keys of `summary.phase_values`, in stacking order, with their legend labels and colours.
@@ -24,19 +24,19 @@ PHASES = {
 }
 
 
-def _cpu_label(profile: dict[str, Any]) -> str:
-    cpu = profile.get("cpu")
-    if not cpu or cpu.get("workers_cores") is None:
+def _cpu_label(profile: Profile) -> str:
+    cpu = profile.cpu
+    if cpu is None or cpu.workers_cores is None:
         return ""
     return (
-        f"{cpu['worker_processes']:g} workers: {cpu['workers_cores']:.2f} cores\n"
-        f"main: {cpu['main_cores']:.2f} cores"
+        f"{cpu.worker_processes:g} workers: {cpu.workers_cores:.2f} cores\n"
+        f"main: {cpu.main_cores:.2f} cores"
     )
 
 
-def draw_breakdown(summary: dict[str, Any], out: Path) -> list[Path]:
+def draw_breakdown(summary: Summary, out: Path) -> list[Path]:
     """Write breakdown.png and breakdown.svg into `out` (profiled jobs only); return them."""
-    variants = [v for v in summary["variants"] if "profile" in v]
+    variants = [v for v in summary.variants if v.profile is not None]
     if not variants:
         for stale in (out / f"{outputs.BREAKDOWN}.{ext}" for ext in outputs.CHART_FORMATS):
             stale.unlink(missing_ok=True)  # a rebuild without profile.jsonl shows no old chart
@@ -44,8 +44,8 @@ def draw_breakdown(summary: dict[str, Any], out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(variants) + 2), 5))
     top = 0.0
     for x, variant in enumerate(variants):
-        profile = variant["profile"]
-        ms = {k: 1e3 * v for k, v in profile["phases_per_step_s"].items()}
+        profile = variant.profile
+        ms = {k: 1e3 * v for k, v in profile.phases_per_step_s.items()}
         bottom = 0.0
         for key, (label, color) in PHASES.items():
             if key not in ms:
@@ -54,9 +54,9 @@ def draw_breakdown(summary: dict[str, Any], out: Path) -> list[Path]:
                 x, ms[key], bottom=bottom, color=color, width=0.6, label=label if x == 0 else None
             )
             bottom += ms[key]
-        step = profile["step_per_step_s"]
-        if profile["passes"] > 1:
-            low, high = (1e3 * value for value in step["range"])
+        step = profile.step_per_step_s
+        if profile.passes > 1:
+            low, high = (1e3 * value for value in step.range)
             ax.errorbar(x, bottom, yerr=[[bottom - low], [high - bottom]], color="black", capsize=4)
             bottom = max(bottom, high)
         ax.text(
@@ -68,16 +68,17 @@ def draw_breakdown(summary: dict[str, Any], out: Path) -> list[Path]:
             fontsize=6,
         )
         top = max(top, bottom)
-    passes = min(v["profile"]["passes"] for v in variants)
+    passes = min(v.profile.passes for v in variants)
     ax.set_xticks(
-        range(len(variants)), [v["name"] for v in variants], rotation=30, ha="right", fontsize=7
+        range(len(variants)), [v.name for v in variants], rotation=30, ha="right", fontsize=7
     )
     ax.set_ylim(0, top * 1.3)
     ax.set_ylabel("ms per recorded training step")
     spread = f"medians of {passes} passes, bars: range of the step" if passes > 1 else "one pass"
     ax.set_title(
         f"Where a training step's time goes (profiled, {spread})\n"
-        f"{summary['meta'].get('device_name', '?')}, preset {summary['meta'].get('preset')}",
+        f"{summary.meta.device_name if summary.meta else '?'}, "
+        f"preset {summary.meta_or_empty().preset}",
         fontsize=9,
     )
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3, frameon=False)

@@ -6,7 +6,6 @@ from the plan the job stored."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ from lab.recipe.vocabulary import TRAIN_EVAL, TRAIN_PREPROCESS
 from lab.records import outputs
 from lab.records.jsonl import read_records
 from lab.records.plan import read_plan
+from lab.records.summary import CpuUse, Summary, VariantSummary
+from lab.records.summary_step import Comparison, StepSummary, VariantComparison
 from lab.render.breakdown import draw_breakdown
 from lab.render.tblogs import write_tensorboard_logs
 from lab.render.waterfall import draw_leave_one_out, draw_waterfall
@@ -39,23 +40,23 @@ def _ci(ci: list[float] | None, digits: int = 2) -> str:
     return "n/a" if ci is None else f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
 
 
-def _saving(comparison: dict[str, Any], unit: str = "s") -> str:
+def _saving(comparison: StepSummary | VariantComparison | Comparison, unit: str = "s") -> str:
     """'+0.42 s [+0.10, +0.70]' or '+4.1% [-1.2, +9.0] (not significant)'."""
-    value = comparison["saved_s" if unit == "s" else "saved_pct"]
-    verdict = "" if value["verdict"] == SIGNIFICANT else f" ({value['verdict']})"
+    value = comparison.saved_s if unit == "s" else comparison.saved_pct
+    verdict = "" if value.verdict == SIGNIFICANT else f" ({value.verdict})"
     if unit == "s":
-        return f"{value['estimate']:+.2f} s {_ci(value['ci95'])}{verdict}"
-    return f"{value['estimate']:+.1f}% {_ci(value['ci95'], 1)}{verdict}"
+        return f"{value.estimate:+.2f} s {_ci(value.ci95)}{verdict}"
+    return f"{value.estimate:+.1f}% {_ci(value.ci95, 1)}{verdict}"
 
 
-def _counters_changed(step: dict[str, Any], before: dict[str, Any]) -> str:
+def _counters_changed(step: StepSummary, before: VariantSummary) -> str:
     """Exact counters: any change; timed ones: a change of more than SHOWN_CHANGE."""
     parts = []
     for key, counter in COUNTERS.items():
-        if key not in step["counter_deltas"]:
+        if key not in step.counter_deltas:
             continue
-        delta = step["counter_deltas"][key]
-        reference = abs(before["counters"][key]) or 1.0
+        delta = step.counter_deltas[key]
+        reference = abs(before.counters[key]) or 1.0
         if (counter.exact and delta != 0) or (
             not counter.exact and abs(delta) / reference > SHOWN_CHANGE
         ):
@@ -63,95 +64,94 @@ def _counters_changed(step: dict[str, Any], before: dict[str, Any]) -> str:
     return "; ".join(parts) or "none"
 
 
-def _accuracy(variant: dict[str, Any]) -> str:
-    acc = variant["accuracy"]
-    return f"{acc['median']:.1%} ({acc['reached']}/{acc['runs']} reached {acc['target']:.0%})"
+def _accuracy(variant: VariantSummary) -> str:
+    acc = variant.accuracy
+    return f"{acc.median:.1%} ({acc.reached}/{acc.runs} reached {acc.target:.0%})"
 
 
-def _article_claim(step: dict[str, Any]) -> str:
-    claim = "-" if step["article"]["saved_s"] is None else f"-{step['article']['saved_s']:g} s"
-    notes = [f"Part {step['article']['part']}"] if step["article"].get("part") else []
-    if step["article"]["shared_with"]:
-        notes.append(f"with {', '.join(step['article']['shared_with'])}")
+def _article_claim(step: StepSummary) -> str:
+    claim = "-" if step.article.saved_s is None else f"-{step.article.saved_s:g} s"
+    notes = [f"Part {step.article.part}"] if step.article.part else []
+    if step.article.shared_with:
+        notes.append(f"with {', '.join(step.article.shared_with)}")
     return claim + (f" ({', '.join(notes)})" if notes else "")
 
 
-def _step_name(step: dict[str, Any]) -> str:
-    flag = " ⚑" if step["flagged"] else ""
-    no_effect = " ∅" if step.get("no_effect_expected") else ""
-    return f"+{step['name']}{flag}{no_effect}"
+def _step_name(step: StepSummary) -> str:
+    flag = " ⚑" if step.flagged else ""
+    no_effect = " ∅" if step.no_effect_expected else ""
+    return f"+{step.name}{flag}{no_effect}"
 
 
-def _cause(step: dict[str, Any]) -> str:
+def _cause(step: StepSummary) -> str:
     """Which part of the profiled step time the saving came from (data, compute, other), or
     why that cannot be said; empty for an unprofiled job."""
-    where = step.get("where")
-    return came_from(where) if where else ""
+    return came_from(step.where) if step.where else ""
 
 
-def _table(summary: dict[str, Any]) -> list[str]:
+def _table(summary: Summary) -> list[str]:
     chain = chain_variants(summary)
     lines = [
         "| step | time (paired) | median run | saved (s, 95% CI) | saved (% of previous) "
         "| saving came from (profiled) | counters changed | accuracy | article (V100) |",
         "| --- | ---: | ---: | --- | --- | --- | --- | --- | --- |",
-        f"| baseline | {chain[0]['paired_time_s']:.2f} s | "
-        f"{chain[0]['timing']['total_s']['median']:.2f} s | | | | | {_accuracy(chain[0])} | "
-        f"{summary['article']['baseline_s']:g} s |",
+        f"| baseline | {chain[0].paired_time_s:.2f} s | "
+        f"{chain[0].timing.total_s.median:.2f} s | | | | | {_accuracy(chain[0])} | "
+        f"{summary.article.baseline_s:g} s |",
     ]
-    for before, variant, step in zip(chain, chain[1:], summary["steps"], strict=False):
+    for before, variant, step in zip(chain, chain[1:], summary.steps, strict=False):
         lines.append(
-            f"| {_step_name(step)} | {variant['paired_time_s']:.2f} s | "
-            f"{variant['timing']['total_s']['median']:.2f} s | {_saving(step)} | "
+            f"| {_step_name(step)} | {variant.paired_time_s:.2f} s | "
+            f"{variant.timing.total_s.median:.2f} s | {_saving(step)} | "
             f"{_saving(step, '%')} | {_cause(step)} | {_counters_changed(step, before)} "
             f"| {_accuracy(variant)} | {_article_claim(step)} |"
         )
     return lines
 
 
-def _noise_floor(summary: dict[str, Any]) -> list[str]:
+def _noise_floor(summary: Summary) -> list[str]:
     """The control and the minimum detectable saving, in plain words."""
     lines = []
-    control, power = summary["control"], summary["power"]
+    control, power = summary.control, summary.power
     if control is None:
         lines.append(
             "- No control ran (`--no-control` or a single variant): this job measured no noise "
             "floor of its own."
         )
     else:
-        pct = control["saved_pct"]
+        pct = control.saved_pct
         reading = (
             "the machine was too noisy in this job to trust small savings: a second copy of "
             "the baseline read as different from the baseline"
-            if pct["verdict"] == SIGNIFICANT
+            if pct.verdict == SIGNIFICANT
             else "as it should, since the two ran the same code: no sign that the machine was "
             "too noisy for this job's intervals"
         )
         lines.append(
-            f"- **Control** (`{control['variant']}`, the baseline run a second time in every "
-            f"round): {pct['estimate']:+.1f}% {_ci(pct['ci95'], 1)}, {pct['verdict']}; "
+            f"- **Control** (`{control.variant}`, the baseline run a second time in every "
+            f"round): {pct.estimate:+.1f}% {_ci(pct.ci95, 1)}, {pct.verdict}; "
             f"{reading}."
         )
     lines.extend(rounds_lines(summary))
-    mde = power["min_detectable_pct"]
+    mde = power.min_detectable_pct
     if mde is None:
         lines.append(
             f"- Fewer than {MIN_ROUNDS} rounds: no interval and no minimum detectable saving."
         )
     else:
         lines.append(
-            f"- **Minimum detectable saving: {mde:.1f}%.** With {power['rounds']} rounds and this "
-            f"job's paired noise ({power['paired_sd_pct']:.1f}% per round, pooled over every "
+            f"- **Minimum detectable saving: {mde:.1f}%.** With {power.rounds} rounds and this "
+            f"job's paired noise ({power.paired_sd_pct:.1f}% per round, pooled over every "
             "comparison), a step that saves at least that much reads significant 80% of the "
             'time; a smaller real saving may read "not significant".'
         )
     return lines
 
 
-def _rule_table(summary: dict[str, Any]) -> list[str]:
+def _rule_table(summary: Summary) -> list[str]:
     """Each step beside the article's figure, measured on the article's own timing rule."""
-    steps = [s for s in summary["steps"] if s["article"].get("rule")]
-    if all(s["article"]["rule"] == TRAIN_EVAL for s in steps):
+    steps = [s for s in summary.steps if s.article.rule]
+    if all(s.article.rule == TRAIN_EVAL for s in steps):
         return []  # every step on the lab's own rule: the results table says it all
     lines = [
         "## Against the article, on its own timing rule",
@@ -167,29 +167,29 @@ def _rule_table(summary: dict[str, Any]) -> list[str]:
         "| --- | --- | ---: | --- | --- |",
     ]
     for step in steps:
-        claim = step["article"]
-        rule = RULE_SHORT[claim["rule"]]
-        shared = f" (with {', '.join(claim['shared_with'])})" if claim["shared_with"] else ""
+        claim = step.article
+        rule = RULE_SHORT[claim.rule]
+        shared = f" (with {', '.join(claim.shared_with)})" if claim.shared_with else ""
         lines.append(
-            f"| {_step_name(step)} | Part {claim['part']}, {rule} | "
-            f"-{claim['saved_s']:g} s ({claim['saved_pct']:.1f}%){shared} | "
-            f"{_saving(claim['ours_on_rule'], '%')} | {_saving(step, '%')} |"
+            f"| {_step_name(step)} | Part {claim.part}, {rule} | "
+            f"-{claim.saved_s:g} s ({claim.saved_pct:.1f}%){shared} | "
+            f"{_saving(claim.ours_on_rule, '%')} | {_saving(step, '%')} |"
         )
     lines += ["", "∅ = no effect expected on this device (see Reading).", ""]
     return lines
 
 
-def _sum_check(summary: dict[str, Any]) -> str:
-    total = summary["total"]
+def _sum_check(summary: Summary) -> str:
+    total = summary.total
     return (
-        f"The steps' savings add up to {total['sum_of_step_savings_s']:.2f} s = baseline "
-        f"{total['baseline_s']:.2f} s - final {total['final_s']:.2f} s (the paired chain; the "
-        f"final variant's median run is {total['final_median_s']:.2f} s)."
+        f"The steps' savings add up to {total.sum_of_step_savings_s:.2f} s = baseline "
+        f"{total.baseline_s:.2f} s - final {total.final_s:.2f} s (the paired chain; the "
+        f"final variant's median run is {total.final_median_s:.2f} s)."
     )
 
 
-def _leave_one_out_table(summary: dict[str, Any]) -> list[str]:
-    steps = [s for s in summary["steps"] if "leave_one_out" in s]
+def _leave_one_out_table(summary: Summary) -> list[str]:
+    steps = [s for s in summary.steps if s.leave_one_out is not None]
     if not steps:
         return []
     lines = [
@@ -203,87 +203,86 @@ def _leave_one_out_table(summary: dict[str, Any]) -> list[str]:
         "| --- | --- | --- | ---: | --- |",
     ]
     for step in steps:
-        interaction = step["interaction"]
-        verdict = "" if interaction["verdict"] == SIGNIFICANT else f" ({interaction['verdict']})"
+        interaction = step.interaction
+        verdict = "" if interaction.verdict == SIGNIFICANT else f" ({interaction.verdict})"
         lines.append(
-            f"| {step['name']} | {_saving(step, '%')} | {_saving(step['leave_one_out'], '%')} | "
-            f"{interaction['pct_points']:+.1f} points{verdict} | {interaction_reading(step)} |"
+            f"| {step.name} | {_saving(step, '%')} | {_saving(step.leave_one_out, '%')} | "
+            f"{interaction.pct_points:+.1f} points{verdict} | {interaction_reading(step)} |"
         )
     lines += ["", f"![leave-one-out]({outputs.LEAVE_ONE_OUT}.png)", ""]
     return lines
 
 
-def _reading(summary: dict[str, Any]) -> list[str]:
+def _reading(summary: Summary) -> list[str]:
     """A plain reading generated from the numbers."""
-    total, steps = summary["total"], summary["steps"]
+    total, steps = summary.total, summary.steps
     if not steps:
-        v = summary["variants"][0]
+        v = summary.variants[0]
         return [
-            f"- One variant: {v['timing']['total_s']['median']:.2f} s median over "
-            f"{v['runs']} run(s), {_accuracy(v)}."
+            f"- One variant: {v.timing.total_s.median:.2f} s median over "
+            f"{v.runs} run(s), {_accuracy(v)}."
         ]
-    claim = summary["article"]
+    claim = summary.article
     lines = [
-        f"- Baseline {total['baseline_s']:.2f} s -> final {total['final_s']:.2f} s: "
-        f"{total['saved_s']:.2f} s saved ({total['saved_pct']:.1f}%); the article saved "
-        f"{claim['saved_s']:g} s of {claim['baseline_s']:g} s "
-        f"({claim['saved_s'] / claim['baseline_s']:.1%}) on a {claim['device']}.",
+        f"- Baseline {total.baseline_s:.2f} s -> final {total.final_s:.2f} s: "
+        f"{total.saved_s:.2f} s saved ({total.saved_pct:.1f}%); the article saved "
+        f"{claim.saved_s:g} s of {claim.baseline_s:g} s "
+        f"({claim.saved_s / claim.baseline_s:.1%}) on a {claim.device}.",
     ]
-    significant = [s for s in steps if s["saved_pct"]["verdict"] == SIGNIFICANT]
-    faster = [s for s in significant if s["saved_pct"]["estimate"] > 0]
+    significant = [s for s in steps if s.saved_pct.verdict == SIGNIFICANT]
+    faster = [s for s in significant if s.saved_pct.estimate > 0]
     if faster:
-        biggest = max(faster, key=lambda s: s["saved_pct"]["estimate"])
+        biggest = max(faster, key=lambda s: s.saved_pct.estimate)
         lines.append(
-            f"- Largest significant saving: {biggest['name']} "
-            f"({biggest['saved_s']['estimate']:+.2f} s, {biggest['saved_pct']['estimate']:.1f}%)."
+            f"- Largest significant saving: {biggest.name} "
+            f"({biggest.saved_s.estimate:+.2f} s, {biggest.saved_pct.estimate:.1f}%)."
         )
-    quiet = [s["name"] for s in steps if s["saved_pct"]["verdict"] != SIGNIFICANT]
+    quiet = [s.name for s in steps if s.saved_pct.verdict != SIGNIFICANT]
     if quiet:
         lines.append(
             f"- Not distinguishable from run-to-run noise here: {', '.join(quiet)}. "
             '"Not significant" means the data do not show a difference, not that there is none.'
         )
-    slower = [s["name"] for s in significant if s["saved_pct"]["estimate"] < 0]
+    slower = [s.name for s in significant if s.saved_pct.estimate < 0]
     if slower:
         lines.append(f"- Significantly slower on this machine: {', '.join(slower)}.")
-    for step in (s for s in steps if s.get("no_effect_expected")):
+    for step in (s for s in steps if s.no_effect_expected):
         lines.append(
-            f"- ∅ {step['name']}: {no_effect(step)}; its measured change is "
-            f"{_saving(step, '%')}."
+            f"- ∅ {step.name}: {no_effect(step)}; its measured change is {_saving(step, '%')}."
         )
-    if summary["meta"].get("preset") != "dawnbench" and len(steps) > 1:
+    if summary.meta_or_empty().preset != "dawnbench" and len(steps) > 1:
         lines.append(
             "- Accuracy: a scaled preset trains on a small subset for a fraction of an epoch, "
             "so no variant comes near 94%; compare accuracies between variants of this job "
             "(equal scale), not with the article."
         )
-    for step in (s for s in steps if s["flagged"]):
+    for step in (s for s in steps if s.flagged):
         broken = [
-            f"{c['counter']} expected {c['expected']} ({c['before']:.3g} -> {c['after']:.3g})"
-            for c in step["expectations"]
-            if not c["holds"]
+            f"{c.counter} expected {c.expected} ({c.before:.3g} -> {c.after:.3g})"
+            for c in step.expectations
+            if not c.holds
         ]
         lines.append(
-            f"- ⚑ {step['name']}: counters did not move as its docstring says: "
+            f"- ⚑ {step.name}: counters did not move as its docstring says: "
             f"{'; '.join(broken) or 'measured counters differ from the plan'}."
         )
-    if total["one_off_preprocessing_s"]:
-        part8 = any(s["article"].get("rule") == TRAIN_PREPROCESS for s in steps)
+    if total.one_off_preprocessing_s:
+        part8 = any(s.article.rule == TRAIN_PREPROCESS for s in steps)
         where = (
             "as in Parts 1-4 of the article; Part 8 counts it, see the table on its rule"
             if part8
             else "as in the article"
         )
         lines.append(
-            f"- One-off preprocessing costs {total['one_off_preprocessing_s']:.2f} s before "
+            f"- One-off preprocessing costs {total.one_off_preprocessing_s:.2f} s before "
             f"training, outside the timed region ({where}), shown as its own bar."
         )
     return lines
 
 
-def _where_table(summary: dict[str, Any]) -> list[str]:
+def _where_table(summary: Summary) -> list[str]:
     """Where the profiled steps' time went, per variant, and how each step moved it."""
-    variants = [v for v in summary["variants"] if "profile" in v]
+    variants = [v for v in summary.variants if v.profile is not None]
     if not variants:
         return ["Not profiled (`--no-profile`)."]
     lines = [
@@ -292,39 +291,36 @@ def _where_table(summary: dict[str, Any]) -> list[str]:
         "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for v in variants:
-        p = v["profile"]
-        overhead = "n/a" if p["profiler_overhead"] is None else f"{p['profiler_overhead']:+.0%}"
+        p = v.profile
+        overhead = "n/a" if p.profiler_overhead is None else f"{p.profiler_overhead:+.0%}"
         cells = " | ".join(
-            f"{p['seconds'][c]:.2f} s ({p['shares'][c]:.0%})" for c in CATEGORIES
+            f"{p.seconds.by_category()[c]:.2f} s ({p.shares[c]:.0%})" for c in CATEGORIES
         )
-        lines.append(
-            f"| {v['name']} | {p['seconds']['step']:.2f} s | {cells} | {overhead} "
-            f"| `{p['tb_run']}` |"
-        )
+        lines.append(f"| {v.name} | {p.seconds.step:.2f} s | {cells} | {overhead} | `{p.tb_run}` |")
     lines += [
         "",
         "| step | data | compute | other | saving came from |",
         "| --- | ---: | ---: | ---: | --- |",
     ]
-    for step in summary["steps"]:
-        where = step.get("where")
+    for step in summary.steps:
+        where = step.where
         if not where:
             continue
         cells = " | ".join(
-            f"{where['seconds_change'][c]:+.2f} s ({where['shares'][c][0]:.0%} -> "
-            f"{where['shares'][c][1]:.0%})"
+            f"{where.seconds_change[c]:+.2f} s ({where.shares[c][0]:.0%} -> "
+            f"{where.shares[c][1]:.0%})"
             for c in CATEGORIES
         )
-        lines.append(f"| {step['name']} | {cells} | {came_from(where)} |")
+        lines.append(f"| {step.name} | {cells} | {came_from(where)} |")
     return lines
 
 
-def _floor_lines(summary: dict[str, Any]) -> list[str]:
-    floor = summary["variants"][0]["floor"]
-    vendor = floor["vendor_peak_tflops"]
+def _floor_lines(summary: Summary) -> list[str]:
+    floor = summary.variants[0].floor
+    vendor = floor.vendor_peak_tflops
     lines = [
-        f"Peak used: {floor['peak_tflops']:.3g} TFLOP/s ({floor['peak_source']}); measured "
-        f"matmul peak {floor['measured_peak_tflops']:.3g} TFLOP/s in {floor['peak_dtype']}"
+        f"Peak used: {floor.peak_tflops:.3g} TFLOP/s ({floor.peak_source}); measured "
+        f"matmul peak {floor.measured_peak_tflops:.3g} TFLOP/s in {floor.peak_dtype}"
         + (
             f"; vendor figure {vendor:g} TFLOP/s"
             if vendor
@@ -337,38 +333,38 @@ def _floor_lines(summary: dict[str, Any]) -> list[str]:
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for v in chain_variants(summary):
-        f = v["floor"]
+        f = v.floor
         lines.append(
-            f"| {v['name']} | {f['flops_per_image']:.3g} | {f['total_flops']:.3g} | "
-            f"{f['floor_s']:.2f} s | {v['timing']['total_s']['median']:.2f} s | "
-            f"{f['efficiency']:.1%} |"
+            f"| {v.name} | {f.flops_per_image:.3g} | {f.total_flops:.3g} | "
+            f"{f.floor_s:.2f} s | {v.timing.total_s.median:.2f} s | "
+            f"{f.efficiency:.1%} |"
         )
     return lines
 
 
-def _wall(summary: dict[str, Any]) -> str:
-    sessions = summary["sessions"]
-    if not sessions["count"]:
+def _wall(summary: Summary) -> str:
+    sessions = summary.sessions
+    if not sessions.count:
         return "- Wall time: not recorded (no sessions.jsonl)."
-    minutes, seconds = divmod(round(sessions["wall_s"]), 60)
+    minutes, seconds = divmod(round(sessions.wall_s), 60)
     return (
-        f"- Wall time of the job: {minutes} min {seconds:02d} s over {sessions['count']} "
+        f"- Wall time of the job: {minutes} min {seconds:02d} s over {sessions.count} "
         f"session(s) (data loading, timed rounds and profiled passes; "
-        f"{'finished' if sessions['finished'] else 'not finished'})."
+        f"{'finished' if sessions.finished else 'not finished'})."
     )
 
 
 # ----------------------------------------------------------------------------- why each step saves
 
 
-def _hosts_line(summary: dict[str, Any]) -> list[str]:
+def _hosts_line(summary: Summary) -> list[str]:
     """A `--ray` job: where its rounds ran and how many ran at once per host."""
-    hosts = summary.get("hosts")
+    hosts = summary.hosts
     if not hosts:
         return []
     parts = [
-        f"{host}: {len(h['rounds'])} round(s), at most {h['rounds_at_once']} at once on "
-        f"{h['cores_per_round']} core(s) each, {len(h['devices'])} device(s)"
+        f"{host}: {len(h.rounds)} round(s), at most {h.rounds_at_once} at once on "
+        f"{h.cores_per_round} core(s) each, {len(h.devices)} device(s)"
         for host, h in hosts.items()
     ]
     return [
@@ -377,12 +373,12 @@ def _hosts_line(summary: dict[str, Any]) -> list[str]:
     ]
 
 
-def _passes_note(summary: dict[str, Any]) -> str:
+def _passes_note(summary: Summary) -> str:
     """How many profiled passes the breakdown rests on, and the rule that names a category."""
-    profiled = [v["profile"] for v in summary["variants"] if "profile" in v]
+    profiled = [v.profile for v in summary.variants if v.profile is not None]
     if not profiled:
         return ""
-    passes = min(p["passes"] for p in profiled)
+    passes = min(p.passes for p in profiled)
     if passes == 1:
         return (
             "One profiled pass per variant (`--profile-passes 1`): there is no spread to judge "
@@ -404,10 +400,10 @@ def _cores(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def _contention_lines(summary: dict[str, Any]) -> list[str]:
+def _contention_lines(summary: Summary) -> list[str]:
     """Cores used by the main process and the DataLoader workers during the recorded steps,
     and what each step that changed the workers did to them, in words from the numbers."""
-    chain = [v for v in summary["variants"] if v.get("profile", {}).get("cpu")]
+    chain = [v for v in summary.variants if v.profile is not None and v.profile.cpu is not None]
     if not chain:
         return []
     lines = [
@@ -416,55 +412,51 @@ def _contention_lines(summary: dict[str, Any]) -> list[str]:
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for v in chain:
-        cpu = v["profile"]["cpu"]
-        quiet = cpu.get("unprofiled") or {}
-        processes = "n/a" if cpu["worker_processes"] is None else f"{cpu['worker_processes']:g}"
+        cpu = v.profile.cpu
+        quiet = cpu.unprofiled
+        processes = "n/a" if cpu.worker_processes is None else f"{cpu.worker_processes:g}"
         lines.append(
-            f"| {v['name']} | {processes} | {_cores(cpu['workers_cores'])} "
-            f"| {_cores(cpu['main_cores'])} "
-            f"| {cpu['machine_cores']:g} ({cpu['usable_cores']:g}) "
-            f"| {_cores(quiet.get('workers_cores'))} / {_cores(quiet.get('main_cores'))} |"
+            f"| {v.name} | {processes} | {_cores(cpu.workers_cores)} "
+            f"| {_cores(cpu.main_cores)} "
+            f"| {cpu.machine_cores:g} ({cpu.usable_cores:g}) "
+            f"| {_cores(quiet and quiet.workers_cores)} / {_cores(quiet and quiet.main_cores)} |"
         )
     lines.append("")
     order = chain_variants(summary)
-    for before, after, step in zip(order, order[1:], summary["steps"], strict=False):
+    for before, after, step in zip(order, order[1:], summary.steps, strict=False):
         reading = contention_reading(
-            step["name"],
-            before.get("profile", {}).get("cpu"),
-            after.get("profile", {}).get("cpu"),
+            step.name,
+            before.profile.cpu if before.profile else None,
+            after.profile.cpu if after.profile else None,
         )
         if reading:
             lines.append(f"- {reading}")
     return lines
 
 
-def _workers_phrase(cpu: dict[str, Any]) -> str:
-    count = cpu["worker_processes"]
+def _workers_phrase(cpu: CpuUse) -> str:
+    count = cpu.worker_processes
     if not count:
         return "no worker process ran (the main thread loaded the data)"
     plural = "es" if count != 1 else ""
-    return f"{count:.0f} worker process{plural} used {cpu['workers_cores']:.2f} cores"
+    return f"{count:.0f} worker process{plural} used {cpu.workers_cores:.2f} cores"
 
 
-def contention_reading(
-    name: str, before: dict[str, Any] | None, after: dict[str, Any] | None
-) -> str:
+def contention_reading(name: str, before: CpuUse | None, after: CpuUse | None) -> str:
     """'single_worker: before it, 16 worker processes used 1.10 cores during the recorded
     steps on a 2-core machine, the main process 0.85; after it, 1 worker process used 0.30
     cores, the main process 1.60.' Empty when the step did not change the worker processes
     or a figure is missing (no /proc)."""
-    if not before or not after or None in (before["workers_cores"], after["workers_cores"]):
+    if not before or not after or None in (before.workers_cores, after.workers_cores):
         return ""
-    if before["worker_processes"] == after["worker_processes"]:
+    if before.worker_processes == after.worker_processes:
         return ""
     reading = (
         f"{name}: before it, {_workers_phrase(before)} during the recorded steps on a "
-        f"{before['machine_cores']:g}-core machine, the main process {before['main_cores']:.2f}; "
-        f"after it, {_workers_phrase(after)}, the main process {after['main_cores']:.2f}."
+        f"{before.machine_cores:g}-core machine, the main process {before.main_cores:.2f}; "
+        f"after it, {_workers_phrase(after)}, the main process {after.main_cores:.2f}."
     )
-    idle = [
-        cpu for cpu in (before, after) if cpu["worker_processes"] and cpu["workers_cores"] < 0.05
-    ]
+    idle = [cpu for cpu in (before, after) if cpu.worker_processes and cpu.workers_cores < 0.05]
     if idle:
         # Workers prefetch 2 batches each: a short pass is loaded before its first step ends.
         reading += (
@@ -478,12 +470,12 @@ def contention_reading(
 OP_DIFF_SHOWN = 8
 
 
-def _op_diff_lines(summary: dict[str, Any]) -> list[str]:
+def _op_diff_lines(summary: Summary) -> list[str]:
     """Per step, the operators whose calls or self time per recorded step changed most."""
-    steps = [s for s in summary["steps"] if s.get("op_diff")]
+    steps = [s for s in summary.steps if s.op_diff]
     if not steps:
         return []
-    passes = min(v["profile"]["passes"] for v in summary["variants"] if "profile" in v)
+    passes = min(v.profile.passes for v in summary.variants if v.profile is not None)
     lines = [
         "## Operator diff per step",
         "",
@@ -501,18 +493,18 @@ def _op_diff_lines(summary: dict[str, Any]) -> list[str]:
     ]
     for step in steps:
         lines += [
-            f"**{step['name']}**",
+            f"**{step.name}**",
             "",
             "| operator | calls before | calls after | change | self ms before | self ms after "
             "| change |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
-        for row in step["op_diff"][:OP_DIFF_SHOWN]:
-            mark = " *" if row["beyond_spread"] else ""
+        for row in step.op_diff[:OP_DIFF_SHOWN]:
+            mark = " *" if row.beyond_spread else ""
             lines.append(
-                f"| `{row['name']}` | {row['calls_before']:.3g} | {row['calls_after']:.3g} | "
-                f"{row['calls_change']:+.3g} | {1e3 * row['self_s_before']:.2f} | "
-                f"{1e3 * row['self_s_after']:.2f} | {1e3 * row['self_s_change']:+.2f}{mark} |"
+                f"| `{row.name}` | {row.calls_before:.3g} | {row.calls_after:.3g} | "
+                f"{row.calls_change:+.3g} | {1e3 * row.self_s_before:.2f} | "
+                f"{1e3 * row.self_s_after:.2f} | {1e3 * row.self_s_change:+.2f}{mark} |"
             )
         note = rng_note(step)
         lines += ["", *([note, ""] if note else [])]
@@ -522,18 +514,19 @@ def _op_diff_lines(summary: dict[str, Any]) -> list[str]:
 RNG_OPERATORS = ("aten::randint", "aten::rand", "aten::random_", "aten::uniform_")
 
 
-def rng_note(step: dict[str, Any]) -> str:
+def rng_note(step: StepSummary) -> str:
     """Where the RNG calls of an augmentation step went, from the diff: traced (their calls
     changed in the main process) or not (drawn in worker processes, or outside the recorded
     steps)."""
-    if step["counter_deltas"].get("rng_calls", 0) == 0:
+    rng_calls = step.counter_deltas.get("rng_calls", 0)
+    if rng_calls == 0:
         return ""
-    traced = [r for r in step["op_diff"] if r["name"].startswith(RNG_OPERATORS)]
+    traced = [r for r in step.op_diff if r.name.startswith(RNG_OPERATORS)]
     if traced:
-        moves = ", ".join(f"`{r['name']}` {r['calls_change']:+g}" for r in traced)
+        moves = ", ".join(f"`{r.name}` {r.calls_change:+g}" for r in traced)
         return f"RNG operator calls per step in the traced process: {moves}."
     return (
-        f"The runs' RNG calls changed by {step['counter_deltas']['rng_calls']:+,.0f}, but no RNG "
+        f"The runs' RNG calls changed by {rng_calls:+,.0f}, but no RNG "
         "operator call changed in the trace: per-sample draws were made in DataLoader worker "
         "processes (not traced), and bulk draws once at the start of each epoch, before the "
         "recorded steps. With a main-thread loader (`train_workers=0`) per-sample draws would "
@@ -541,9 +534,9 @@ def rng_note(step: dict[str, Any]) -> str:
     )
 
 
-def _breakdown_lines(summary: dict[str, Any]) -> list[str]:
+def _breakdown_lines(summary: Summary) -> list[str]:
     """The passes note, the breakdown chart and the CPU the workers took."""
-    if not any("profile" in v for v in summary["variants"]):
+    if not any(v.profile is not None for v in summary.variants):
         return []
     lines = [_passes_note(summary), "", f"![breakdown]({outputs.BREAKDOWN}.png)", ""]
     contention = _contention_lines(summary)
@@ -563,47 +556,47 @@ def _breakdown_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def rounds_lines(summary: dict[str, Any]) -> list[str]:
+def rounds_lines(summary: Summary) -> list[str]:
     """Disturbed rounds, and why the job ran the rounds it ran (adaptive or fixed)."""
     lines = []
-    stop, disturbed = summary["rounds_stop"], summary["disturbed_rounds"]
+    stop, disturbed = summary.rounds_stop, summary.disturbed_rounds
     if disturbed:
         replaced = (
             "and replaced by as many more rounds"
-            if stop["reason"] is not None or summary["adaptive"]
-            else f"and not replaced (the job ran {stop['rounds_run']} round(s) of "
-            f"{stop['planned_rounds']} planned: it was interrupted, or recorded by a lab that "
+            if stop.reason is not None or summary.adaptive
+            else f"and not replaced (the job ran {stop.rounds_run} round(s) of "
+            f"{stop.planned_rounds} planned: it was interrupted, or recorded by a lab that "
             "did not yet replace disturbed rounds)"
         )
         lines.append(
-            f"- **Disturbed rounds: {len(disturbed)}** of {summary['rounds_run']}, left out of "
+            f"- **Disturbed rounds: {len(disturbed)}** of {summary.rounds_run}, left out of "
             f"every comparison {replaced}; {disturbed_evidence(disturbed)}. A run is disturbed "
             "when it is more than 5 robust scales of this job's residuals and 25% off what its "
             "round and variant predict (docs/statistics.md)."
         )
-    adaptive = summary["adaptive"]
+    adaptive = summary.adaptive
     if adaptive is not None:
         lines.append(adaptive_line(adaptive))
-    elif stop["reason"] == REPLACEMENT_CAP:
+    elif stop.reason == REPLACEMENT_CAP:
         lines.append(
-            f"- **Fewer clean rounds than planned** ({stop['clean_rounds']} of "
-            f"{stop['planned_rounds']}): {ROUND_STOP_REASONS[REPLACEMENT_CAP]}."
+            f"- **Fewer clean rounds than planned** ({stop.clean_rounds} of "
+            f"{stop.planned_rounds}): {ROUND_STOP_REASONS[REPLACEMENT_CAP]}."
         )
     return lines
 
 
-def _rounds_run(summary: dict[str, Any]) -> str:
+def _rounds_run(summary: Summary) -> str:
     """'9 round(s)', or '7 clean round(s) of 9' when disturbed rounds were left out."""
-    if summary["rounds_run"] == summary["rounds"]:
-        return f"{summary['rounds']} round(s)"
-    return f"{summary['rounds']} clean round(s) of {summary['rounds_run']}"
+    if summary.rounds_run == summary.rounds:
+        return f"{summary.rounds} round(s)"
+    return f"{summary.rounds} clean round(s) of {summary.rounds_run}"
 
 
-def render_report(summary: dict[str, Any]) -> str:
-    meta = summary["meta"]
-    chain = len(summary["steps"]) + 1
-    extra = len(summary["variants"]) - chain
-    has_control = summary["control"] is not None
+def render_report(summary: Summary) -> str:
+    meta = summary.meta_or_empty()
+    chain = len(summary.steps) + 1
+    extra = len(summary.variants) - chain
+    has_control = summary.control is not None
     extras = ", ".join(
         part
         for part in (
@@ -613,22 +606,22 @@ def render_report(summary: dict[str, Any]) -> str:
         if part
     )
     lines = [
-        f"# Ablation report: preset `{meta.get('preset')}`",
+        f"# Ablation report: preset `{meta.preset}`",
         "",
         "Generated by `python -m lab.report` from the records; every number below is measured.",
         "",
         "## What was run",
         "",
-        f"- Command: `{meta.get('command')}`",
-        f"- Device: {meta.get('device_name')} ({meta.get('cpu_cores')} cores)",
-        f"- Versions: lab {meta.get('lab_version')}, torch {meta.get('torch_version')}, "
-        f"Python {meta.get('python_version')}; git {meta.get('git_revision')}, "
-        f"code {meta.get('code_hash')}",
-        f"- Dates: {summary['first_run_date']} to {summary['last_run_date']}; "
-        f"{_rounds_run(summary)}, each running all {len(summary['variants'])} variant(s) "
+        f"- Command: `{meta.command}`",
+        f"- Device: {meta.device_name} ({meta.cpu_cores} cores)",
+        f"- Versions: lab {meta.lab_version}, torch {meta.torch_version}, "
+        f"Python {meta.python_version}; git {meta.git_revision}, "
+        f"code {meta.code_hash}",
+        f"- Dates: {summary.first_run_date} to {summary.last_run_date}; "
+        f"{_rounds_run(summary)}, each running all {len(summary.variants)} variant(s) "
         f"({chain} cumulative{', ' + extras if extras else ''}) in an order "
-        f"shuffled per round (order seed {meta.get('order_seed')}); "
-        f"{summary['warmup_runs']} warm-up run(s) discarded",
+        f"shuffled per round (order seed {meta.order_seed}); "
+        f"{summary.warmup_runs} warm-up run(s) discarded",
         _wall(summary),
         *_hosts_line(summary),
         "- Time = training + per-epoch test evaluation (DAWNBench's timed region); decoding and "
@@ -640,9 +633,9 @@ def render_report(summary: dict[str, Any]) -> str:
         "",
         "## Results",
         "",
-        *(_table(summary) if summary["steps"] else _reading(summary)),
+        *(_table(summary) if summary.steps else _reading(summary)),
         "",
-        _sum_check(summary) if summary["steps"] else "",
+        _sum_check(summary) if summary.steps else "",
         "",
         "Saved = the paired comparison with the previous variant within each round: the "
         f"geometric mean of the per-round time ratios, with its {CONFIDENCE:.0%} Student-t "
@@ -682,7 +675,7 @@ def _optional_records(path: Path) -> list[dict[str, Any]]:
     return read_records(path) if path.exists() else []
 
 
-def write_report(out: Path) -> dict[str, Any]:
+def write_report(out: Path) -> Summary:
     """summary.json, the charts and report.md in `out`, from its records."""
     records = read_records(out / outputs.RESULTS)
     if not any(not r["warmup"] for r in records):
@@ -693,10 +686,10 @@ def write_report(out: Path) -> dict[str, Any]:
         _optional_records(out / outputs.PROFILE),
         _optional_records(out / outputs.SESSIONS),
     )
-    (out / outputs.SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    (out / outputs.SUMMARY).write_text(summary.to_json())
     draw_waterfall(summary, out)
     draw_breakdown(summary, out)
-    if summary["leave_one_out"]:
+    if summary.leave_one_out:
         draw_leave_one_out(summary, out)
     (out / outputs.REPORT).write_text(render_report(summary))
     write_tensorboard_logs(out, summary, records)

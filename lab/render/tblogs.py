@@ -15,6 +15,7 @@ import numpy as np
 
 from lab.analysis.stats import median
 from lab.records.outputs import BREAKDOWN, TENSORBOARD, WATERFALL, tb_run_name
+from lab.records.summary import Summary
 
 SCALARS = {
     "train_loss": lambda e: e["train_loss"],
@@ -33,11 +34,11 @@ def _fresh_writer(folder: Path) -> Any:
     return SummaryWriter(log_dir=str(folder))
 
 
-def write_tensorboard_logs(out: Path, summary: dict[str, Any], records: list[dict]) -> None:
+def write_tensorboard_logs(out: Path, summary: Summary, records: list[dict]) -> None:
     timed = [r for r in records if not r["warmup"]]
-    for index, variant in enumerate(summary["variants"]):
-        runs = [r["measurements"]["epochs"] for r in timed if r["variant"] == variant["name"]]
-        writer = _fresh_writer(out / TENSORBOARD / tb_run_name(index, variant["name"]))
+    for index, variant in enumerate(summary.variants):
+        runs = [r["measurements"]["epochs"] for r in timed if r["variant"] == variant.name]
+        writer = _fresh_writer(out / TENSORBOARD / tb_run_name(index, variant.name))
         for epoch_index in range(min(len(epochs) for epochs in runs)):
             for tag, read in SCALARS.items():
                 value = median([read(epochs[epoch_index]) for epochs in runs])

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from lab.analysis.summary import chain_variants  # noqa: E402
 from lab.records import outputs  # noqa: E402
+from lab.records.summary import Summary  # noqa: E402
 
 SAVING, SLOWDOWN, TOTAL, ONE_OFF = "#2a9d8f", "#e76f51", "#264653", "#b8b8b8"
 
@@ -77,12 +78,12 @@ def _bars(
     return highest
 
 
-def draw_waterfall(summary: dict[str, Any], out: Path) -> list[Path]:
+def draw_waterfall(summary: Summary, out: Path) -> list[Path]:
     """Write waterfall.png and waterfall.svg into `out`; return their paths."""
     variants = chain_variants(summary)
-    steps = summary["steps"]
-    baseline = summary["total"]["baseline_s"]
-    last = summary["article"]["last_step"]
+    steps = summary.steps
+    baseline = summary.total.baseline_s
+    last = summary.article.last_step
     wide = len(steps) > WIDE_STEPS
     if wide:
         fig, (ours, article) = plt.subplots(2, 1, figsize=(16, 11))
@@ -90,17 +91,17 @@ def draw_waterfall(summary: dict[str, Any], out: Path) -> list[Path]:
         fig, (ours, article) = plt.subplots(
             1, 2, figsize=(13, 5.5), width_ratios=[len(steps) + 3, last + 2]
         )
-    times = [v["paired_time_s"] for v in variants]
-    labels = ["baseline", *[s["name"] for s in steps], "final"]
+    times = [v.paired_time_s for v in variants]
+    labels = ["baseline", *[s.name for s in steps], "final"]
     starts = [baseline, *times[:-1], times[-1]]
     ends = [baseline, *times[1:], times[-1]]
     errors = [
         None,
-        *[tuple(s["saved_s"]["ci95"]) if s["saved_s"]["ci95"] else None for s in steps],
+        *[tuple(s.saved_s.ci95) if s.saved_s.ci95 else None for s in steps],
         None,
     ]
     highest = _bars(ours, labels, starts, ends, errors, wide)
-    one_off = summary["total"]["one_off_preprocessing_s"] or 0.0
+    one_off = summary.total.one_off_preprocessing_s or 0.0
     if one_off > 0:
         x = len(labels)
         ours.bar(x, one_off, color=ONE_OFF, hatch="//", width=0.7)
@@ -120,28 +121,29 @@ def draw_waterfall(summary: dict[str, Any], out: Path) -> list[Path]:
             ha="right",
             fontsize=8,
         )
-    floor = variants[-1].get("floor")
+    floor = variants[-1].floor
     if floor:
         ours.axhline(
-            floor["floor_s"],
+            floor.floor_s,
             color="black",
             linestyle=":",
             linewidth=1,
-            label=f"floor {floor['floor_s']:.2f} s at {floor['peak_tflops']:.3g} TFLOP/s "
-            f"({floor['peak_source']}; efficiency {floor['efficiency']:.1%})",
+            label=f"floor {floor.floor_s:.2f} s at {floor.peak_tflops:.3g} TFLOP/s "
+            f"({floor.peak_source}; efficiency {floor.efficiency:.1%})",
         )
         ours.legend(loc="upper right", fontsize=8, frameon=False)
-    meta = summary["meta"]
+    meta = summary.meta_or_empty()
+    device = meta.device_name if summary.meta else "?"
     break_or_not = " " if wide else "\n"
     ours.set_title(
-        f"This machine: {meta.get('device_name', '?')}, "
-        f"preset {meta.get('preset')}, {summary['rounds']} rounds:{break_or_not}paired savings "
+        f"This machine: {device}, "
+        f"preset {meta.preset}, {summary.rounds} rounds:{break_or_not}paired savings "
         "with 95% t intervals (% of the variant before)",
         fontsize=10,
     )
     ours.set_ylabel("seconds (training + per-epoch evaluation)")
-    article_times = [summary["article"]["times_s"][str(k)] for k in range(last + 1)]
-    labels_by_number = summary["article"]["labels"]
+    article_times = [summary.article.times_s[str(k)] for k in range(last + 1)]
+    labels_by_number = summary.article.labels
     scale = baseline / article_times[0]
     scaled = [t * scale for t in article_times]
     article_labels = [labels_by_number[str(k)] for k in range(1, last + 1)]
@@ -160,11 +162,11 @@ def draw_waterfall(summary: dict[str, Any], out: Path) -> list[Path]:
     )
     rules = (
         "; Parts 1-4 time training + evaluation, Part 8 training + preprocessing"
-        if len({summary["article"]["rules"][str(k)] for k in range(last + 1)}) > 1
+        if len({summary.article.rules[str(k)] for k in range(last + 1)}) > 1
         else ""
     )
     article.set_title(
-        f"The article on a {summary['article']['device']} "
+        f"The article on a {summary.article.device} "
         f"({article_times[0]:.0f} s -> {article_times[-1]:.4g} s),{break_or_not}"
         f"scaled to this baseline{rules}",
         fontsize=10,
@@ -187,33 +189,33 @@ def save_chart(fig: Any, out: Path, stem: str) -> list[Path]:
     return paths
 
 
-def draw_leave_one_out(summary: dict[str, Any], out: Path) -> list[Path]:
+def draw_leave_one_out(summary: Summary, out: Path) -> list[Path]:
     """Per step: the saving in the cumulative order and when added last, in percent, with
     their 95% intervals; the gap between the two bars is the interaction."""
-    steps = [s for s in summary["steps"] if "leave_one_out" in s]
+    steps = [s for s in summary.steps if s.leave_one_out is not None]
     fig, ax = plt.subplots(figsize=(8, 0.6 * len(steps) + 1.5))
     for row, step in enumerate(steps):
         for offset, (label, value, color) in enumerate(
             [
-                ("in the cumulative order", step["saved_pct"], SAVING),
-                ("added last (leave-one-out)", step["leave_one_out"]["saved_pct"], TOTAL),
+                ("in the cumulative order", step.saved_pct, SAVING),
+                ("added last (leave-one-out)", step.leave_one_out.saved_pct, TOTAL),
             ]
         ):
             y = row + (offset - 0.5) * 0.35
             label = label if row == 0 else None
-            ax.barh(y, value["estimate"], height=0.33, color=color, label=label)
-            if value["ci95"]:
-                low, high = value["ci95"]
+            ax.barh(y, value.estimate, height=0.33, color=color, label=label)
+            if value.ci95:
+                low, high = value.ci95
                 ax.errorbar(
-                    value["estimate"],
+                    value.estimate,
                     y,
-                    xerr=[[value["estimate"] - low], [high - value["estimate"]]],
+                    xerr=[[value.estimate - low], [high - value.estimate]],
                     color="black",
                     capsize=3,
                     linewidth=1,
                 )
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_yticks(range(len(steps)), [s["name"] for s in steps], fontsize=8)
+    ax.set_yticks(range(len(steps)), [s.name for s in steps], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("saving, % of the variant before the step (95% interval)")
     ax.set_title(

@@ -4,12 +4,14 @@ and numbers; these phrases are written here, once, for the report and the charts
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from lab.analysis.adaptive import STOP_REASONS
-from lab.analysis.rounds import REPLACEMENT_CAP, ROUNDS_DONE
+from lab.analysis.disturbed import DisturbedRound as DisturbedNow
+from lab.analysis.rounds import REPLACEMENT_CAP, ROUNDS_DONE, RoundCall
 from lab.recipe.vocabulary import TRAIN_EVAL, TRAIN_PREPROCESS
-from lab.records.plan import JobSpec
+from lab.records.summary import Adaptive, DisturbedRound
+from lab.records.summary_step import StepSummary, Where
 
 RULE_NAMES = {
     TRAIN_EVAL: "training + evaluation (preprocessing excluded)",
@@ -18,37 +20,37 @@ RULE_NAMES = {
 RULE_SHORT = {TRAIN_EVAL: "train + eval", TRAIN_PREPROCESS: "train + preprocess"}
 
 
-def came_from(where: dict[str, Any]) -> str:
+def came_from(where: Where) -> str:
     """'compute', or why no category was named: 'unclear (one profiled pass)'."""
-    if where["reason"] == "one_pass":
-        return f"{where['came_from']} (one profiled pass)"
-    if where["reason"] == "within_spread":
-        passes = where["attribution"]["passes"]
-        return f"{where['came_from']} (within the spread of {passes} profiled passes)"
-    return where["came_from"]
+    if where.reason == "one_pass":
+        return f"{where.came_from} (one profiled pass)"
+    if where.reason == "within_spread":
+        passes = where.attribution.passes
+        return f"{where.came_from} (within the spread of {passes} profiled passes)"
+    return where.came_from
 
 
-def no_effect(step: dict[str, Any]) -> str:
+def no_effect(step: StepSummary) -> str:
     """Why a step is expected to change no work on this device."""
-    expected = step["no_effect_expected"]
+    expected = step.no_effect_expected
     return (
-        f"no effect expected on this device: it changes only {expected['needs_precision']} "
-        f"models, and this one trained in {expected['precision']}"
+        f"no effect expected on this device: it changes only {expected.needs_precision} "
+        f"models, and this one trained in {expected.precision}"
     )
 
 
-def interaction_reading(step: dict[str, Any]) -> str:
+def interaction_reading(step: StepSummary) -> str:
     """A step's saving in the cumulative order against its saving when added last."""
-    name, interaction = step["name"], step["interaction"]
-    cumulative = step["saved_pct"]["estimate"]
-    last = step["leave_one_out"]["saved_pct"]["estimate"]
-    if interaction["is_last_step"]:
+    name, interaction = step.name, step.interaction
+    cumulative = step.saved_pct.estimate
+    last = step.leave_one_out.saved_pct.estimate
+    if interaction.is_last_step:
         return f"{name} is the last step: added last is its cumulative saving, {cumulative:.1f}%"
     reading = (
-        f"{name} saves {cumulative:.1f}% right after {interaction['cumulative_after']} but "
+        f"{name} saves {cumulative:.1f}% right after {interaction.cumulative_after} but "
         f"{last:.1f}% when added last, to every other step"
     )
-    if interaction["same_config"]:
+    if interaction.same_config:
         reading += (
             f"; with every other step in, {name} changes nothing (the two variants run the "
             "same configuration: a later step overrides it)"
@@ -56,18 +58,18 @@ def interaction_reading(step: dict[str, Any]) -> str:
     return reading
 
 
-def disturbed_evidence(disturbed: list[dict[str, Any]]) -> str:
+def disturbed_evidence(disturbed: Sequence[DisturbedRound | DisturbedNow]) -> str:
     """'round 4: +smooth_lr 4.4x its expected time; round 7: ...' (the summary's
-    `disturbed_rounds`)."""
+    `disturbed_rounds`, or the analysis's own while a job runs)."""
     return "; ".join(
-        f"round {d['round'] + 1}: "
-        + ", ".join(f"`{run['variant']}` {run['factor']:.2f}x" for run in d["runs"])
+        f"round {d.round + 1}: "
+        + ", ".join(f"`{run.variant}` {run.factor:.2f}x" for run in d.runs)
         + " its expected time"
         for d in disturbed
     )
 
 
-def disturbed_line(disturbed: list[dict[str, Any]]) -> str:
+def disturbed_line(disturbed: Sequence[DisturbedNow]) -> str:
     """The progress line for newly disturbed rounds."""
     return (
         f"disturbed round(s), runs far off what their round and variant predict "
@@ -80,31 +82,31 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {rest:02d} s"
 
 
-def adaptive_line(adaptive: dict[str, Any]) -> str:
+def adaptive_line(adaptive: Adaptive) -> str:
     """The report's sentence on an adaptive job (the summary's `adaptive`): its rule, what
     ended it and the resolution it reached."""
-    rule = adaptive["rule"]
+    rule = adaptive.rule
     asked = []
-    if rule["target_mde_pct"] is not None:
-        asked.append(f"a minimum detectable saving of {rule['target_mde_pct']:g}%")
-    if rule["budget_s"] is not None:
-        asked.append(f"a budget of {_duration(rule['budget_s'])} of timed runs")
-    asked.append(f"{rule['min_rounds']} to {rule['max_rounds']} rounds")
+    if rule.target_mde_pct is not None:
+        asked.append(f"a minimum detectable saving of {rule.target_mde_pct:g}%")
+    if rule.budget_s is not None:
+        asked.append(f"a budget of {_duration(rule.budget_s)} of timed runs")
+    asked.append(f"{rule.min_rounds} to {rule.max_rounds} rounds")
     ended = (
-        f"it stopped because {ROUND_STOP_REASONS[adaptive['reason']]}"
-        if adaptive["reason"]
+        f"it stopped because {ROUND_STOP_REASONS[adaptive.reason]}"
+        if adaptive.reason
         else "it has not stopped yet (interrupted: `--resume` continues it under the same rule)"
     )
-    if adaptive["min_detectable_pct"] is None:
+    if adaptive.min_detectable_pct is None:
         reached = "none yet (too few clean rounds for an interval)"
     else:
         reached = (
-            f"a minimum detectable saving of {adaptive['min_detectable_pct']:.1f}% "
-            f"({adaptive['stopping_mde_pct']:.1f}% on the blinded noise the rule stops on)"
+            f"a minimum detectable saving of {adaptive.min_detectable_pct:.1f}% "
+            f"({adaptive.stopping_mde_pct:.1f}% on the blinded noise the rule stops on)"
         )
     return (
-        f"- **Adaptive rounds** ({', '.join(asked)}): {ended}, after {adaptive['rounds_run']} "
-        f"round(s), {adaptive['clean_rounds']} clean, and {_duration(adaptive['spent_s'])} of "
+        f"- **Adaptive rounds** ({', '.join(asked)}): {ended}, after {adaptive.rounds_run} "
+        f"round(s), {adaptive.clean_rounds} clean, and {_duration(adaptive.spent_s)} of "
         f"timed runs. Resolution reached: {reached}."
     )
 
@@ -113,23 +115,24 @@ def _pct(value: float | None) -> str:
     return "not yet known" if value is None else f"{value:.1f}%"
 
 
-def decision_line(call: dict[str, Any], job: JobSpec) -> str:
-    """An adaptive job's state after a round (`lab.analysis.rounds.RoundCall.to_dict`)."""
-    decision = call["decision"]
+def decision_line(call: RoundCall, target_mde_pct: float | None) -> str:
+    """An adaptive job's state after a round (`lab.analysis.rounds.next_round`'s answer, whose
+    `decision` is set), for a job whose target is `target_mde_pct` (None: a budget only)."""
+    decision, state = call.decision, call.state
     line = (
-        f"after {call['rounds_run']} round(s) ({call['clean_rounds']} clean): minimum detectable "
-        f"saving {_pct(decision['min_detectable_pct'])}"
+        f"after {state.rounds_run} round(s) ({state.clean_rounds} clean): minimum detectable "
+        f"saving {_pct(decision.min_detectable_pct)}"
     )
-    if job.target_mde_pct is not None:
-        if decision["stopping_mde_pct"] is not None:
-            line += f", {decision['stopping_mde_pct']:.1f}% on the stopping noise"
-        line += f" (target {job.target_mde_pct:g}%)"
-        if decision["rounds_to_target"] is not None and not decision["stop"]:
-            line += f"; about {decision['rounds_to_target']} more clean round(s) to the target"
-    if decision["rounds_in_budget"] is not None:
-        line += f"; {decision['rounds_in_budget']} more round(s) fit in the budget"
-    if decision["stop"]:
-        line += f". Stopping: {ROUND_STOP_REASONS[decision['reason']]}"
+    if target_mde_pct is not None:
+        if decision.stopping_mde_pct is not None:
+            line += f", {decision.stopping_mde_pct:.1f}% on the stopping noise"
+        line += f" (target {target_mde_pct:g}%)"
+        if decision.rounds_to_target is not None and not decision.stop:
+            line += f"; about {decision.rounds_to_target} more clean round(s) to the target"
+    if decision.rounds_in_budget is not None:
+        line += f"; {decision.rounds_in_budget} more round(s) fit in the budget"
+    if decision.stop:
+        line += f". Stopping: {ROUND_STOP_REASONS[decision.reason]}"
     return line
 
 
