@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
+import matplotlib
 import pytest
 
 from lab import REPO_ROOT
@@ -24,6 +26,7 @@ from lab.render.report import render_report, write_report
 
 EXAMPLES = sorted(p for p in (REPO_ROOT / "reports").glob("example-*") if p.is_dir())
 CHANGED_TITLE = "a title the registry took later"
+CHARTS_DRAWN_WITH = "3.11.2"  # the matplotlib that drew the committed examples' charts
 
 
 def _rebuild(out: Path) -> tuple[Summary, str]:
@@ -89,3 +92,26 @@ def test_records_without_their_plan_are_a_clean_error(tmp_path):
     (tmp_path / outputs.RESULTS).write_bytes(results)
     with pytest.raises(LabError, match="plan.json: no such plan"):
         write_report(tmp_path)
+
+
+def _report_files(out: Path) -> dict[str, bytes]:
+    """Every file `python -m lab.report` writes, by path, except TensorBoard's event files,
+    whose names carry the time, host and process that wrote them (TensorBoard's convention)."""
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and "tfevents" not in p.name and p.name not in ("results.jsonl",)
+    }
+
+
+@pytest.mark.parametrize("out", EXAMPLES, ids=lambda p: p.name)
+def test_rebuilding_writes_the_committed_files_byte_for_byte(out, tmp_path):
+    """summary.json, report.md and the charts (PNG and SVG: no date, salted ids) of a rebuild
+    are the committed bytes; a chart that changed with its summary unchanged fails here. Another
+    matplotlib draws other pixels, so the charts are compared under the one that drew them."""
+    if matplotlib.__version__ != CHARTS_DRAWN_WITH:
+        pytest.skip(f"the committed charts were drawn by matplotlib {CHARTS_DRAWN_WITH}")
+    copy = tmp_path / out.name
+    shutil.copytree(out, copy)
+    write_report(copy)
+    assert _report_files(copy) == _report_files(out)

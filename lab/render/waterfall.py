@@ -182,9 +182,13 @@ def draw_waterfall(summary: Summary, out: Path) -> list[Path]:
 
 
 def save_chart(fig: Any, out: Path, stem: str) -> list[Path]:
+    """Write the figure once per chart format. A chart is a function of its summary alone, so a
+    rebuild is byte-identical: no date in the SVG and its element ids salted by the chart's name
+    (matplotlib otherwise draws them from a random UUID on every save)."""
     paths = [out / f"{stem}.{extension}" for extension in outputs.CHART_FORMATS]
-    for path in paths:
-        fig.savefig(path, dpi=120)
+    with matplotlib.rc_context({"svg.hashsalt": stem}):
+        for path in paths:
+            fig.savefig(path, dpi=120, metadata={"Date": None} if path.suffix == ".svg" else None)
     plt.close(fig)
     return paths
 
