@@ -115,7 +115,7 @@ def _corrupt(tmp_path: Path, change: typing.Callable[[dict], None]) -> Path:
     [
         (lambda d: d["variants"][0].update(extra=1), r"variants\[0\]: unknown field\(s\) extra"),
         (lambda d: d["total"].pop("final_s"), r"\.total: missing field final_s"),
-        (lambda d: d.update(schema_version=3), "summary schema_version 3, this lab reads 4"),
+        (lambda d: d.update(schema_version=3), "summary schema_version 3, this lab reads 5"),
         (lambda d: d.update(steps={}), r"\.steps: expected a JSON list, found dict"),
     ],
 )

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from scipy import stats
@@ -77,14 +78,26 @@ class Ratio:
         }
 
 
-def _t_interval(logs: np.ndarray) -> tuple[float, float] | None:
-    if len(logs) < MIN_ROUNDS:
+@cache
+def _t_critical(dof: int) -> float:
+    """The two-sided 95% Student-t quantile (cached: the simulations ask it thousands of times)."""
+    return float(stats.t.ppf(0.5 + CONFIDENCE / 2, dof))
+
+
+def _mean_interval(values: np.ndarray) -> tuple[float, float] | None:
+    """The Student-t 95% interval of the mean of per-round values (None below MIN_ROUNDS)."""
+    if len(values) < MIN_ROUNDS:
         return None
-    half = (
-        stats.t.ppf(0.5 + CONFIDENCE / 2, len(logs) - 1) * logs.std(ddof=1) / math.sqrt(len(logs))
-    )
-    centre = logs.mean()
-    return float(math.exp(centre - half)), float(math.exp(centre + half))
+    half = _t_critical(len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    centre = values.mean()
+    return float(centre - half), float(centre + half)
+
+
+def _t_interval(logs: np.ndarray) -> tuple[float, float] | None:
+    interval = _mean_interval(logs)
+    if interval is None:
+        return None
+    return float(math.exp(interval[0])), float(math.exp(interval[1]))
 
 
 def paired_ratio(before: Sequence[float], after: Sequence[float]) -> Ratio:
@@ -102,6 +115,52 @@ def ratio_from_logs(logs: Sequence[float] | np.ndarray) -> Ratio:
         ci95=_t_interval(logs),
         rounds=len(logs),
         log_sd=float(logs.std(ddof=1)) if len(logs) > 1 else None,
+    )
+
+
+HELD, FELL, ROSE = "held", "fell", "rose"  # an accuracy change's verdicts
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A paired difference after - before (the mean of the per-round differences) with its
+    95% t interval (None below MIN_ROUNDS rounds), in the values' unit."""
+
+    estimate: float
+    ci95: tuple[float, float] | None
+    rounds: int
+
+    @property
+    def significant(self) -> bool | None:
+        """The interval excludes 0; None when not assessed."""
+        if self.ci95 is None:
+            return None
+        low, high = self.ci95
+        return not low <= 0.0 <= high
+
+    @property
+    def verdict(self) -> str:
+        """`held`, `fell` or `rose` (significantly), or `not assessed (...)`."""
+        if self.ci95 is None:
+            return not_assessed()
+        if not self.significant:
+            return HELD
+        return FELL if self.estimate < 0 else ROSE
+
+
+def paired_difference(before: Sequence[float], after: Sequence[float]) -> Difference:
+    """Paired comparison of two variants' accuracies (or any additive figure), one pair per
+    round (same order in both): the mean per-round difference after - before, Student t.
+    Accuracies are not log-normal like times: a test-set accuracy is a binomial proportion, so
+    the difference, not the ratio, is what is compared (docs/statistics.md has its
+    calibration)."""
+    if len(before) != len(after):
+        raise ValueError("paired samples need one value of each variant per round")
+    differences = np.asarray(after, float) - np.asarray(before, float)
+    return Difference(
+        estimate=float(differences.mean()) if len(differences) else 0.0,
+        ci95=_mean_interval(differences),
+        rounds=len(differences),
     )
 
 
@@ -211,4 +270,29 @@ def detection_rate(
         result = paired_ratio(times[:, 0], times[:, 1])
         # Power counts only detections in the right direction; a null step counts either.
         hits += result.verdict == SIGNIFICANT and (saving == 0 or result.ratio < 1.0)
+    return hits / jobs
+
+
+def accuracy_detection_rate(
+    change: float,
+    accuracy: float,
+    test_images: int,
+    rounds: int,
+    jobs: int,
+    run_sd: float = 0.0,
+    seed: int = 0,
+) -> float:
+    """Fraction of simulated jobs in which a step that moves the true test accuracy by
+    `change` (a fraction) reads `fell` or `rose` (`paired_difference`): the false-positive
+    rate at 0, the power in the right direction otherwise. Each round trains both variants
+    once; a run's true accuracy is `accuracy` (plus `change` after the step) plus the
+    seed-to-seed spread of training, normal with sd `run_sd`, and its measured accuracy is the
+    fraction of `test_images` test images it gets right, binomial."""
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(jobs):
+        true = accuracy + np.array([0.0, change]) + rng.normal(0.0, run_sd, (rounds, 2))
+        measured = rng.binomial(test_images, np.clip(true, 0.0, 1.0)) / test_images
+        result = paired_difference(measured[:, 0], measured[:, 1])
+        hits += bool(result.significant) and (change == 0 or (result.estimate < 0) == (change < 0))
     return hits / jobs

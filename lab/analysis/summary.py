@@ -28,6 +28,7 @@ from lab.analysis.stats import (
     Ratio,
     median,
     minimum_detectable_pct,
+    paired_difference,
     pooled_log_sd,
     ratio_from_logs,
 )
@@ -35,6 +36,7 @@ from lab.recipe.counters import COUNTERS, counter_values
 from lab.recipe.vocabulary import (
     BASELINE,
     CHAIN_ROLES,
+    CLASSES,
     CONTROL,
     LEAVE_ONE_OUT,
     TRAIN_EVAL,
@@ -64,6 +66,7 @@ from lab.records.summary import (
     VariantSummary,
 )
 from lab.records.summary_step import (
+    AccuracyChange,
     ArticleStep,
     Attribution,
     Comparison,
@@ -82,6 +85,8 @@ from lab.records.typed import from_jsonable
 TIMINGS = ("total_s", "train_s", "eval_s", "preprocess_s")  # Timing's fields
 CATEGORIES = ("data", "compute", "other")
 META_KEYS = tuple(Meta.__dataclass_fields__)  # of the first timed run
+CHANCE = 1 / CLASSES  # the test accuracy of a guess
+LEARNED_AT = 2 * CHANCE  # a variant learned when its median accuracy is at least this
 
 
 # ----------------------------------------------------------------------------- variants
@@ -95,6 +100,14 @@ def chain_variants(summary: Summary) -> list[VariantSummary]:
 def _sample(records: list[dict[str, Any]], key: str) -> Sample:
     values = [r["measurements"][key] for r in records]
     return Sample(median=median(values), values=values)
+
+
+def learned(median_accuracy: float) -> bool:
+    """Whether a variant learned: its median final test accuracy is at least twice chance (20%
+    for CIFAR-10's 10 classes). Below that a recipe is not clearly above chance, and its time
+    is the time of a recipe that does not learn at this scale. Twice chance, not a test against
+    chance: 500 test images make 14% significantly above 10%, which is no recipe learning."""
+    return median_accuracy >= LEARNED_AT
 
 
 def summarise_variant(name: str, records: list[dict[str, Any]], floor: Floor) -> VariantSummary:
@@ -123,6 +136,7 @@ def summarise_variant(name: str, records: list[dict[str, Any]], floor: Floor) ->
             reached=sum(r["measurements"]["reached_target"] for r in records),
             runs=len(records),
         ),
+        learned=learned(median(accuracies)),
         counters={key: median(values) for key, values in counters.items()},
         expected_counters=first["expected"],
         counters_match_plan=plan_match,
@@ -159,6 +173,25 @@ def paired_logs(
 def paired(before: VariantSummary, after: VariantSummary, rule: str = TRAIN_EVAL) -> Ratio:
     logs = paired_logs(before, after, rule)
     return ratio_from_logs(list(logs.values()))
+
+
+def paired_accuracy(before: VariantSummary, after: VariantSummary) -> AccuracyChange:
+    """The change in final test accuracy from `before` to `after`, in points: per round in
+    which both ran, after - before; their mean and its Student-t interval (the rounds the time
+    comparison pairs; docs/statistics.md)."""
+    a = dict(zip(before.rounds, before.accuracy.values, strict=True))
+    b = dict(zip(after.rounds, after.accuracy.values, strict=True))
+    common = sorted(set(a) & set(b))
+    change = paired_difference([100 * a[r] for r in common], [100 * b[r] for r in common])
+    low, high = change.ci95 if change.ci95 is not None else (None, None)
+    return AccuracyChange(
+        estimate_pts=change.estimate,
+        low_pts=low,
+        high_pts=high,
+        significant=change.significant,
+        verdict=change.verdict,
+        rounds=change.rounds,
+    )
 
 
 def _estimate(saving: dict[str, Any]) -> Estimate:
@@ -223,7 +256,7 @@ def summarise_step(
         counter_deltas={key: after.counters[key] - before.counters[key] for key in shared},
         expectations=checks,
         flagged=any(not c.holds for c in checks) or not after.counters_match_plan,
-        accuracy_change=after.accuracy.median - before.accuracy.median,
+        accuracy_change=paired_accuracy(before, after),
         no_effect_expected=_no_effect_expected(facts, after),
         article=_article_step(facts, plan["article"], before, after),
         where=where,
@@ -289,7 +322,9 @@ def leave_one_out(
         common = sorted(set(loo_logs) & set(cumulative_logs))
         interaction = ratio_from_logs([cumulative_logs[r] - loo_logs[r] for r in common])
         added_last = VariantComparison(
-            variant=without.name, **comparison_fields(comparison(ratio, final_s / ratio.ratio))
+            variant=without.name,
+            **comparison_fields(comparison(ratio, final_s / ratio.ratio)),
+            accuracy_change=paired_accuracy(without, final),
         )
         result.append(
             replace(
@@ -562,7 +597,9 @@ def build_summary(
         None
         if found is None
         else VariantComparison(
-            variant=found[0], **comparison_fields(comparison(found[1], baseline_s))
+            variant=found[0],
+            **comparison_fields(comparison(found[1], baseline_s)),
+            accuracy_change=paired_accuracy(chain[0], summaries[found[0]]),
         )
     )
     has_leave_one_out = any(v.role == LEAVE_ONE_OUT for v in others)

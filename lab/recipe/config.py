@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from lab.errors import LabError
 from lab.recipe.schedule import PiecewiseLinear
+from lab.recipe.vocabulary import CLASSES
 
 # The DAWNBench schedule in epochs, with the kink at epoch 15 (docs/article.md).
 DAWNBENCH_LR_KNOTS: tuple[tuple[float, float], ...] = (
@@ -134,8 +135,10 @@ class Config:
                 raise LabError(f"config {name}={getattr(self, name)}: must be >= 0")
         for name in ("train_images", "test_images"):
             value = getattr(self, name)
-            if value is not None and value < 10:
-                raise LabError(f"config {name}={value}: needs at least one image per class (10)")
+            if value is not None and value < CLASSES:
+                raise LabError(
+                    f"config {name}={value}: needs at least one image per class ({CLASSES})"
+                )
         try:
             object.__setattr__(self, "lr_knots", self.schedule.knots)
         except ValueError as error:

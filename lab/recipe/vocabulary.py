@@ -13,3 +13,7 @@ CHAIN_ROLES = (BASELINE, STEP)
 # a record's parts is `lab.analysis.summary.RULE_PARTS`; how a report names it, `lab.render`.
 TRAIN_EVAL = "train_eval"  # training + per-epoch evaluation, preprocessing excluded
 TRAIN_PREPROCESS = "train_preprocess"  # training + one-off preprocessing, evaluation excluded
+
+# CIFAR-10's classes: chance accuracy is 1 / this, which a summary's `learned` rule reads
+# (lab.analysis.summary.learned), so old records are judged by the same chance.
+CLASSES = 10

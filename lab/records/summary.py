@@ -4,8 +4,9 @@ into these types, so a report renders from an old summary). docs/records.md desc
 field by field from these dataclasses (tests/test_summary_types.py holds the two together).
 
 Units: `_s` seconds, `_pct` percent, `_tflops` 10^12 floating-point operations per second,
-`_per_step_s` seconds per recorded training step, `_cores` CPU seconds per wall second;
-accuracies and shares are fractions. The steps' parts are in lab/records/summary_step.py."""
+`_per_step_s` seconds per recorded training step, `_cores` CPU seconds per wall second, `_pts`
+percentage points of accuracy; accuracies and shares are fractions. The steps' parts are in
+lab/records/summary_step.py."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from lab.recipe.vocabulary import CHAIN_ROLES
 from lab.records.summary_step import FROZEN, StepSummary, VariantComparison
 from lab.records.typed import from_jsonable, optional, to_jsonable
 
-SUMMARY_SCHEMA_VERSION = 4
+SUMMARY_SCHEMA_VERSION = 5
 
 
 @dataclass(**FROZEN)
@@ -218,6 +219,7 @@ class VariantSummary:
     rounds: list[int]  # the round of each run
     timing: Timing
     accuracy: Accuracy
+    learned: bool  # median accuracy at least twice chance (lab.analysis.summary.learned)
     counters: dict[str, float]  # medians, per counter of lab/recipe/counters.py
     expected_counters: dict[str, Any]  # what the plan implies
     counters_match_plan: bool

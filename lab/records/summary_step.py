@@ -2,8 +2,9 @@
 paired saving, its counters, the article's figure, where a profiled saving came from, the
 operator diff and, with `--leave-one-out`, its saving when added last and its interaction.
 
-Units: `_s` seconds, `_pct` percent, `_per_step_s` seconds per recorded training step; a
-ratio is after/before time (dimensionless)."""
+Units: `_s` seconds, `_pct` percent, `_pts` percentage points of test accuracy,
+`_per_step_s` seconds per recorded training step; a ratio is after/before time
+(dimensionless)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,19 @@ class Estimate:
     estimate: float  # percent, or seconds, of the earlier variant's time
     ci95: list[float] | None  # [low, high] in the estimate's unit; None below 3 rounds
     verdict: str  # `significant`, `not significant` or `not assessed (...)`
+
+
+@dataclass(**FROZEN)
+class AccuracyChange:
+    """The change in final test accuracy, after - before, paired within rounds:
+    `lab.analysis.stats.paired_difference` in percentage points."""
+
+    estimate_pts: float  # mean of the per-round differences
+    low_pts: float | None  # the 95% interval's ends; None below 3 rounds
+    high_pts: float | None
+    significant: bool | None  # the interval excludes 0; None: not assessed
+    verdict: str  # `held`, `fell`, `rose` or `not assessed (...)`
+    rounds: int  # rounds in which both variants ran
 
 
 @dataclass(**FROZEN)
@@ -44,6 +58,7 @@ class VariantComparison:
     saved_s: Estimate  # seconds
     ratio: float  # time ratio
     rounds: int
+    accuracy_change: AccuracyChange  # the named variant's accuracy against the other's
 
 
 @dataclass(**FROZEN)
@@ -151,7 +166,7 @@ class StepSummary:
     counter_deltas: dict[str, float]  # per counter: median after - before
     expectations: list[Expectation]
     flagged: bool  # a counter broke its expectation, or the runs differ from the plan
-    accuracy_change: float  # median accuracy after - before (fraction)
+    accuracy_change: AccuracyChange  # paired, points
     no_effect_expected: NoEffect | None
     article: ArticleStep
     where: Where | None  # None when either variant is unprofiled

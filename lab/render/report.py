@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from lab.analysis.stats import CONFIDENCE, MIN_ROUNDS, SIGNIFICANT
+from lab.analysis.stats import CONFIDENCE, FELL, MIN_ROUNDS, ROSE, SIGNIFICANT
 from lab.analysis.summary import CATEGORIES, build_summary, chain_variants
 from lab.errors import LabError
 from lab.recipe.counters import COUNTERS, SHOWN_CHANGE
@@ -19,11 +19,18 @@ from lab.records import outputs
 from lab.records.jsonl import read_records
 from lab.records.plan import read_plan
 from lab.records.summary import CpuUse, Summary, VariantSummary
-from lab.records.summary_step import Comparison, StepSummary, VariantComparison
+from lab.records.summary_step import (
+    AccuracyChange,
+    Comparison,
+    StepSummary,
+    VariantComparison,
+)
 from lab.render.breakdown import draw_breakdown
 from lab.render.tblogs import write_tensorboard_logs
 from lab.render.waterfall import draw_leave_one_out, draw_waterfall
 from lab.render.words import (
+    LEARNED_RULE,
+    NOT_LEARNED,
     REPLACEMENT_CAP,
     ROUND_STOP_REASONS,
     RULE_NAMES,
@@ -40,13 +47,27 @@ def _ci(ci: list[float] | None, digits: int = 2) -> str:
     return "n/a" if ci is None else f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
 
 
-def _saving(comparison: StepSummary | VariantComparison | Comparison, unit: str = "s") -> str:
-    """'+0.42 s [+0.10, +0.70]' or '+4.1% [-1.2, +9.0] (not significant)'."""
+def _saving(
+    comparison: StepSummary | VariantComparison | Comparison, unit: str = "s", learned: bool = True
+) -> str:
+    """'+0.42 s [+0.10, +0.70]' or '+4.1% [-1.2, +9.0] (not significant)'; a variant that did
+    not learn says so in its verdict: '+4.1% [...] (not significant; did not learn at this
+    scale)'."""
     value = comparison.saved_s if unit == "s" else comparison.saved_pct
-    verdict = "" if value.verdict == SIGNIFICANT else f" ({value.verdict})"
+    notes = ([] if value.verdict == SIGNIFICANT else [value.verdict]) + (
+        [] if learned else [NOT_LEARNED]
+    )
+    verdict = f" ({'; '.join(notes)})" if notes else ""
     if unit == "s":
         return f"{value.estimate:+.2f} s {_ci(value.ci95)}{verdict}"
     return f"{value.estimate:+.1f}% {_ci(value.ci95, 1)}{verdict}"
+
+
+def _accuracy_change(change: AccuracyChange) -> str:
+    """'-8.4 pts [-12.1, -4.7], fell', '+0.2 pts [-1.0, +1.4], held' or '-8.4 pts, not
+    assessed (needs 3+ rounds)'."""
+    interval = "" if change.low_pts is None else f" {_ci([change.low_pts, change.high_pts], 1)}"
+    return f"{change.estimate_pts:+.1f} pts{interval}, {change.verdict}"
 
 
 def _counters_changed(step: StepSummary, before: VariantSummary) -> str:
@@ -65,8 +86,10 @@ def _counters_changed(step: StepSummary, before: VariantSummary) -> str:
 
 
 def _accuracy(variant: VariantSummary) -> str:
+    """'61.2% (0/1 reached 94%)', or '10.0% (0/1 reached 20%; did not learn)'."""
     acc = variant.accuracy
-    return f"{acc.median:.1%} ({acc.reached}/{acc.runs} reached {acc.target:.0%})"
+    learned = "" if variant.learned else "; did not learn"
+    return f"{acc.median:.1%} ({acc.reached}/{acc.runs} reached {acc.target:.0%}{learned})"
 
 
 def _article_claim(step: StepSummary) -> str:
@@ -93,18 +116,20 @@ def _table(summary: Summary) -> list[str]:
     chain = chain_variants(summary)
     lines = [
         "| step | time (paired) | median run | saved (s, 95% CI) | saved (% of previous) "
-        "| saving came from (profiled) | counters changed | accuracy | article (V100) |",
-        "| --- | ---: | ---: | --- | --- | --- | --- | --- | --- |",
+        "| saving came from (profiled) | counters changed | accuracy | accuracy change "
+        "(points, 95% CI) | article (V100) |",
+        "| --- | ---: | ---: | --- | --- | --- | --- | --- | --- | --- |",
         f"| baseline | {chain[0].paired_time_s:.2f} s | "
-        f"{chain[0].timing.total_s.median:.2f} s | | | | | {_accuracy(chain[0])} | "
+        f"{chain[0].timing.total_s.median:.2f} s | | | | | {_accuracy(chain[0])} | | "
         f"{summary.article.baseline_s:g} s |",
     ]
     for before, variant, step in zip(chain, chain[1:], summary.steps, strict=False):
         lines.append(
             f"| {_step_name(step)} | {variant.paired_time_s:.2f} s | "
             f"{variant.timing.total_s.median:.2f} s | {_saving(step)} | "
-            f"{_saving(step, '%')} | {_cause(step)} | {_counters_changed(step, before)} "
-            f"| {_accuracy(variant)} | {_article_claim(step)} |"
+            f"{_saving(step, '%', variant.learned)} | {_cause(step)} | "
+            f"{_counters_changed(step, before)} | {_accuracy(variant)} | "
+            f"{_accuracy_change(step.accuracy_change)} | {_article_claim(step)} |"
         )
     return lines
 
@@ -199,15 +224,17 @@ def _leave_one_out_table(summary: Summary) -> list[str]:
         "saving in the cumulative order. The difference is the interaction: how much the "
         "step's worth depends on the steps before it.",
         "",
-        "| step | cumulative saving | saving when added last | interaction | reading |",
-        "| --- | --- | --- | ---: | --- |",
+        "| step | cumulative saving | saving when added last | interaction | reading "
+        "| accuracy change when added last |",
+        "| --- | --- | --- | ---: | --- | --- |",
     ]
     for step in steps:
         interaction = step.interaction
         verdict = "" if interaction.verdict == SIGNIFICANT else f" ({interaction.verdict})"
         lines.append(
             f"| {step.name} | {_saving(step, '%')} | {_saving(step.leave_one_out, '%')} | "
-            f"{interaction.pct_points:+.1f} points{verdict} | {interaction_reading(step)} |"
+            f"{interaction.pct_points:+.1f} points{verdict} | {interaction_reading(step)} | "
+            f"{_accuracy_change(step.leave_one_out.accuracy_change)} |"
         )
     lines += ["", f"![leave-one-out]({outputs.LEAVE_ONE_OUT}.png)", ""]
     return lines
@@ -246,6 +273,7 @@ def _reading(summary: Summary) -> list[str]:
     slower = [s.name for s in significant if s.saved_pct.estimate < 0]
     if slower:
         lines.append(f"- Significantly slower on this machine: {', '.join(slower)}.")
+    lines.extend(_accuracy_reading(summary))
     for step in (s for s in steps if s.no_effect_expected):
         lines.append(
             f"- ∅ {step.name}: {no_effect(step)}; its measured change is {_saving(step, '%')}."
@@ -276,6 +304,31 @@ def _reading(summary: Summary) -> list[str]:
         lines.append(
             f"- One-off preprocessing costs {total.one_off_preprocessing_s:.2f} s before "
             f"training, outside the timed region ({where}), shown as its own bar."
+        )
+    return lines
+
+
+def _accuracy_reading(summary: Summary) -> list[str]:
+    """The steps whose accuracy fell or rose significantly, and the variants that did not
+    learn: a saving bought with accuracy, or timed on a recipe that does not learn, is not the
+    article's kind of saving."""
+    lines = []
+    for verdict, after in (
+        (FELL, " A saving bought with accuracy is not the article's kind of saving."),
+        (ROSE, ""),
+    ):
+        steps = [s for s in summary.steps if s.accuracy_change.verdict == verdict]
+        if steps:
+            named = ", ".join(f"{s.name} ({_accuracy_change(s.accuracy_change)})" for s in steps)
+            lines.append(
+                f"- Accuracy {verdict} significantly (paired within rounds) at: {named}.{after}"
+            )
+    quiet = [v.name for v in chain_variants(summary) if not v.learned]
+    if quiet:
+        lines.append(
+            f"- Did not learn at this scale ({LEARNED_RULE}): {', '.join(quiet)}. Their time "
+            "is that of a recipe that does not learn here, so the steps into them measure no "
+            "saving of the article's kind."
         )
     return lines
 
@@ -641,7 +694,11 @@ def render_report(summary: Summary) -> str:
         f"geometric mean of the per-round time ratios, with its {CONFIDENCE:.0%} Student-t "
         "interval over rounds (docs/statistics.md); in seconds at the baseline's scale "
         "(time (paired) = the baseline's median run times the chained ratios). "
-        "⚑ = counters did not move as the step says.",
+        "⚑ = counters did not move as the step says. Accuracy change = the paired change in "
+        "final test accuracy against the previous variant: the mean of the per-round "
+        f"differences, in points, with its {CONFIDENCE:.0%} Student-t interval; held, fell or "
+        f"rose (significantly). A variant that did not learn ({LEARNED_RULE}) says so beside its "
+        "accuracy and in its step's time verdict.",
         "",
         f"![waterfall]({outputs.WATERFALL}.png)",
         "",

@@ -1,7 +1,8 @@
 """The charts: the waterfall (baseline time, one floating bar per step's paired saving with its
-interval, the final time; the article's V100 waterfall beside it, scaled to the same baseline)
-and, with `--leave-one-out`, each step's saving in the cumulative order beside its saving when
-added last."""
+interval, the final time; the article's V100 waterfall beside it, scaled to the same baseline;
+a step whose accuracy fell significantly, and a variant that did not learn, named so under its
+bar in red) and, with `--leave-one-out`, each step's saving in the cumulative order beside its
+saving when added last."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from lab.analysis.stats import FELL  # noqa: E402
 from lab.analysis.summary import chain_variants  # noqa: E402
 from lab.records import outputs  # noqa: E402
 from lab.records.summary import Summary  # noqa: E402
 
 SAVING, SLOWDOWN, TOTAL, ONE_OFF = "#2a9d8f", "#e76f51", "#264653", "#b8b8b8"
+WARNING = "#c1121f"  # the label of a bar whose accuracy fell or whose variant did not learn
+ACCURACY_FELL, DID_NOT_LEARN = "accuracy fell", "did not learn"
 
 
 # More steps than this and the two panels are stacked, each the full width, with labels set
@@ -92,7 +96,9 @@ def draw_waterfall(summary: Summary, out: Path) -> list[Path]:
             1, 2, figsize=(13, 5.5), width_ratios=[len(steps) + 3, last + 2]
         )
     times = [v.paired_time_s for v in variants]
-    labels = ["baseline", *[s.name for s in steps], "final"]
+    labels = marked_labels(
+        ["baseline", *[s.name for s in steps], "final"], summary, separator=" " if wide else "\n"
+    )
     starts = [baseline, *times[:-1], times[-1]]
     ends = [baseline, *times[1:], times[-1]]
     errors = [
@@ -121,6 +127,9 @@ def draw_waterfall(summary: Summary, out: Path) -> list[Path]:
             ha="right",
             fontsize=8,
         )
+    for label in ours.get_xticklabels():
+        if "(" in label.get_text():
+            label.set_color(WARNING)
     floor = variants[-1].floor
     if floor:
         ours.axhline(
@@ -179,6 +188,20 @@ def draw_waterfall(summary: Summary, out: Path) -> list[Path]:
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return save_chart(fig, out, outputs.WATERFALL)
+
+
+def marked_labels(labels: list[str], summary: Summary, separator: str) -> list[str]:
+    """The bars' labels (baseline, steps, final), each with what is wrong with its accuracy:
+    `name (accuracy fell)` for a step whose accuracy fell significantly, `(did not learn)` for
+    a variant that did not learn."""
+    variants = chain_variants(summary)
+    fell = [False, *[s.accuracy_change.verdict == FELL for s in summary.steps], False]
+    quiet = [not v.learned for v in variants] + [not variants[-1].learned]
+    marked = []
+    for label, accuracy_fell, not_learned in zip(labels, fell, quiet, strict=True):
+        marks = [ACCURACY_FELL] * accuracy_fell + [DID_NOT_LEARN] * not_learned
+        marked.append(f"{label}{separator}({', '.join(marks)})" if marks else label)
+    return marked
 
 
 def save_chart(fig: Any, out: Path, stem: str) -> list[Path]:

@@ -19,6 +19,10 @@ RULE_NAMES = {
 }
 RULE_SHORT = {TRAIN_EVAL: "train + eval", TRAIN_PREPROCESS: "train + preprocess"}
 
+# A variant whose `learned` is false (lab.analysis.summary.learned), and the rule behind it.
+NOT_LEARNED = "did not learn at this scale"
+LEARNED_RULE = "median accuracy below twice chance, 20% for 10 classes"
+
 
 def came_from(where: Where) -> str:
     """'compute', or why no category was named: 'unclear (one profiled pass)'."""
