@@ -75,6 +75,21 @@ def test_leave_one_out_savings_and_interactions(loo_out):
     final_s = summary["total"]["final_s"]
     ratio = first["leave_one_out"]["ratio"]
     assert first["leave_one_out"]["saved_s"]["estimate"] == pytest.approx(final_s / ratio - final_s)
+    # Every new job's summary carries each step's accuracy change, paired within rounds (the
+    # mean per-round difference in points; added last too), and each variant's `learned`.
+    keys = {"estimate_pts", "low_pts", "high_pts", "significant", "verdict", "rounds"}
+    variants = {v["name"]: v for v in summary["variants"]}
+    for before, step in zip(summary["variants"], summary["steps"], strict=False):
+        after = variants[step["variant"]]
+        assert set(step["accuracy_change"]) == set(step["leave_one_out"]["accuracy_change"]) == keys
+        assert before["rounds"] == after["rounds"]
+        differences = [
+            100 * (a - b)
+            for a, b in zip(after["accuracy"]["values"], before["accuracy"]["values"], strict=True)
+        ]
+        mean = sum(differences) / len(differences)
+        assert step["accuracy_change"]["estimate_pts"] == pytest.approx(mean)
+    assert all(v["learned"] == (v["accuracy"]["median"] >= 0.2) for v in summary["variants"])
     report = (loo_out / "report.md").read_text()
     assert "## Order-independent attribution (leave-one-out)" in report
     assert "![leave-one-out](leave-one-out.png)" in report
