@@ -17,3 +17,24 @@ TRAIN_PREPROCESS = "train_preprocess"  # training + one-off preprocessing, evalu
 # CIFAR-10's classes: chance accuracy is 1 / this, which a summary's `learned` rule reads
 # (lab.analysis.summary.learned), so old records are judged by the same chance.
 CLASSES = 10
+
+# The phases a timed run's region is split into (`measurements.phases_s`: phase -> seconds,
+# also per epoch), in the order a report lists them. They sum to `total_s` exactly: `other`
+# is the remainder, whatever no named phase covered. A report reads the names back from old
+# records, so renaming one is a schema change (docs/records.md).
+PHASES = {
+    "train_startup": "the pass's start to its first batch: workers' start-up, up-front draws",
+    "train_data_wait": "waiting for every later training batch",
+    "h2d": "moving a training batch to the device, in its dtype and layout",
+    "forward": "the training forward pass and the loss",
+    "backward": "zeroing gradients and the backward pass",
+    "optimizer": "the optimiser's step (loss scaling included)",
+    "weight_average": "the weight average's update, when due",
+    "train_edge": "the pass's end after its last step: the loss read back, workers shut down",
+    "eval_startup": "from the evaluation's start to its first batch",
+    "eval_data_wait": "waiting for every later test batch",
+    "eval_h2d": "moving a test batch to the device",
+    "eval_forward": "the evaluation's forward passes (test-time augmentation included)",
+    "eval_edge": "the evaluation's end after its last batch: the count read back",
+    "other": "the remainder of the timed region: per-step bookkeeping (rate, counters, loss sum)",
+}

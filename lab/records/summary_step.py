@@ -39,6 +39,18 @@ class AccuracyChange:
 
 
 @dataclass(**FROZEN)
+class PhaseSaving:
+    """A step's saving in one phase of the timed region (lab/recipe/vocabulary.py `PHASES`):
+    before - after in seconds, paired within rounds like the total (the mean per-round
+    difference and its 95% t interval), so a step's phases add up to its saving."""
+
+    estimate_s: float  # seconds saved in the phase (negative: the phase took longer)
+    low_s: float | None  # the 95% interval's ends; None below 3 rounds
+    high_s: float | None
+    significant: bool | None  # the interval excludes 0; None: not assessed
+
+
+@dataclass(**FROZEN)
 class Comparison:
     """A paired comparison of two variants: its saving in percent and in seconds."""
 
@@ -173,6 +185,7 @@ class StepSummary:
     op_diff: list[OperatorChange] | None = optional()  # absent unless both are profiled
     leave_one_out: VariantComparison | None = optional()  # absent without --leave-one-out
     interaction: Interaction | None = optional()  # likewise
+    phase_savings: dict[str, PhaseSaving] | None = optional()  # absent when records lack phases
 
     def comparison(self) -> Comparison:
         return Comparison(
