@@ -307,9 +307,7 @@ def call_cli(*args: str, module: str = "lab.ablate") -> subprocess.CompletedProc
             code = main(list(args))
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else 2
-    return subprocess.CompletedProcess(
-        [module, *args], code, stdout.getvalue(), stderr.getvalue()
-    )
+    return subprocess.CompletedProcess([module, *args], code, stdout.getvalue(), stderr.getvalue())
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

@@ -48,9 +48,7 @@ def test_real_image_folder_decodes_to_cifar10(real_cifar):
     assert means == pytest.approx([0.4914, 0.4822, 0.4465], abs=0.005)
 
 
-def test_second_load_comes_from_the_cache_without_decoding(
-    real_cifar, real_data_path, monkeypatch
-):
+def test_second_load_comes_from_the_cache_without_decoding(real_cifar, real_data_path, monkeypatch):
     """A hit reads the cached arrays and decodes nothing. (How long a load takes is measured
     and printed by every job, `data: ... loaded in N s`, not bounded here.)"""
 

@@ -71,17 +71,20 @@ def test_undisturbed_jobs_lose_almost_no_rounds_and_disturbances_are_found(machi
 
 
 def _detection_rate(
-    saving: float, machine: Machine, rounds: int, variants: int, disturbance: Disturbance,
-    policy: str, seed: int,
+    saving: float,
+    machine: Machine,
+    rounds: int,
+    variants: int,
+    disturbance: Disturbance,
+    policy: str,
+    seed: int,
 ) -> float:
     """Fraction of simulated jobs in which the step (variant 0 -> 1) reads significant (in the
     right direction when it saves): `naive` analyses the first `rounds` rounds as they are;
     `replace` leaves out the disturbed rounds and uses the first `rounds` clean ones."""
     rng = np.random.default_rng(seed)
     true_times = [10.0, 10.0 * (1 - saving)] + [10.0] * (variants - 2)
-    times, _ = simulate_jobs(
-        true_times, rounds * SPARE_ROUNDS, JOBS, rng, machine, disturbance
-    )
+    times, _ = simulate_jobs(true_times, rounds * SPARE_ROUNDS, JOBS, rng, machine, disturbance)
     logs = np.log(times[..., 1] / times[..., 0])
     if policy == "replace":
         clean = ~disturbed_runs_mask(np.log(times)).any(axis=2)

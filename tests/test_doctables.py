@@ -28,8 +28,7 @@ def test_committed_tables_are_the_generated_ones(page, name):
     committed = doctables.committed_block((ROOT / page).read_text(), name)
     assert committed is not None, f"{page}: the markers of {name!r} are missing"
     assert committed == doctables.BLOCKS[page][name](), (
-        f"{page}: table {name!r} differs from the generated one; "
-        "run python -m lab.doctables"
+        f"{page}: table {name!r} differs from the generated one; run python -m lab.doctables"
     )
 
 

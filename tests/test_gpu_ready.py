@@ -99,8 +99,9 @@ def test_summed_loss_step_equals_the_mean_loss_step_in_fp32(make, real_cifar):
         loss = F.cross_entropy(reference(images), labels, label_smoothing=config.label_smoothing)
         loss.backward()
         optimizer.step()
-    for (name, ours), theirs in zip(trainer.model.state_dict().items(),
-                                    reference.state_dict().values(), strict=True):
+    for (name, ours), theirs in zip(
+        trainer.model.state_dict().items(), reference.state_dict().values(), strict=True
+    ):
         torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5, msg=name)
 
 
@@ -120,8 +121,10 @@ def same_weights_and_batch(make, width: int, cifar, seed: int = 0):
 def hold_the_weights_of(low: Trainer, reference: Trainer) -> None:
     """`reference` takes `low`'s weights, upcast to fp32: what a low-precision model holds."""
     reference.model.load_state_dict(
-        {name: value.float() if value.is_floating_point() else value
-         for name, value in low.model.state_dict().items()}
+        {
+            name: value.float() if value.is_floating_point() else value
+            for name, value in low.model.state_dict().items()
+        }
     )
 
 
@@ -321,8 +324,9 @@ def test_warmup_does_not_change_the_run(make, real_cifar):
         trainer.evaluate()
         trained.append(trainer)
     plain, warmed = trained
-    for (name, a), b in zip(plain.model.state_dict().items(),
-                            warmed.model.state_dict().values(), strict=True):
+    for (name, a), b in zip(
+        plain.model.state_dict().items(), warmed.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), name
     for a, b in zip(plain.optimizer.state.values(), warmed.optimizer.state.values(), strict=True):
         assert all(torch.equal(a[key], b[key]) for key in a)

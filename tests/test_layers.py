@@ -34,7 +34,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
 # day or the steps (tests/test_reports_from_records.py proves the effect).
 LIVE_FACTS = ("lab.recipe.registry", "lab.recipe.article", "ablations")
 TORCH_FREE = ("recipe", "records", "analysis", "render")
-CLIS = ("lab.ablate", "lab.report", "lab.compare", "lab.tensorboard", "lab.doctables")
+CLIS = ("lab.ablate", "lab.report", "lab.compare", "lab.tensorboard", "lab.doctables", "lab.bench")
 
 
 def _lab_imports(path: Path) -> set[str]:

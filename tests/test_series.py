@@ -192,8 +192,15 @@ def raw_pixels(batch: torch.Tensor) -> torch.Tensor:
 def augmented(config: Config, n: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     images, labels = coded_images(n)
     dataset = Cifar(
-        images, labels, images[:10], labels[:10], classes=tuple("0123456789"),
-        source="coded", decode_s=0.0, load_s=0.0, cache_hit=False,
+        images,
+        labels,
+        images[:10],
+        labels[:10],
+        classes=tuple("0123456789"),
+        source="coded",
+        decode_s=0.0,
+        load_s=0.0,
+        cache_hit=False,
     )
     pipeline = DevicePipeline(config, dataset, Placement.from_config(config, torch.device("cpu")))
     data, shuffled = pipeline.augmented(CountingRng(torch.Generator().manual_seed(0)))

@@ -57,4 +57,3 @@ def step_outside_the_article(folder: Path) -> Iterator[registry.Step]:
         sys.modules.pop(module, None)
         registry._REGISTRY.clear()
         registry._REGISTRY.update(saved)
-

@@ -209,9 +209,7 @@ def decide(
     allowed round), then the rounds cap, then the budget."""
     clean = max((len(logs) for logs in comparison_logs), default=0)
     log_sd, _ = job_noise(comparison_logs)
-    mde = (
-        detectable_pct(log_sd, clean) if log_sd is not None and clean >= MIN_ROUNDS else None
-    )
+    mde = detectable_pct(log_sd, clean) if log_sd is not None and clean >= MIN_ROUNDS else None
     stop_sd = stopping_noise(comparison_logs)
     stop_mde = (
         detectable_pct(stop_sd, clean) if stop_sd is not None and clean >= MIN_ROUNDS else None

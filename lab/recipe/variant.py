@@ -60,8 +60,6 @@ def leave_one_out_variants(base: Config, steps: list[Step]) -> list[Variant]:
             # of the device pipeline): without it there is nothing to run.
             continue
         variants.append(
-            Variant(
-                f"-{left_out.name}", tuple(step.name for step in kept), config, LEAVE_ONE_OUT
-            )
+            Variant(f"-{left_out.name}", tuple(step.name for step in kept), config, LEAVE_ONE_OUT)
         )
     return variants

@@ -1,0 +1,243 @@
+"""`python -m lab.bench`: the lab's Part-8 training step and timed loop against a straight-line
+reference (`lab/train/reference.py`), paired, so the lab's own overhead is a measured figure.
+
+Both sides run in one process on copied weights: the lab's `Trainer` of the last `--series
+full` variant (every measurement it records switched on) and the reference built from its
+state. Each pair runs both on the same batch (or the same epoch's data), in a random order per
+pair; the figure is the geometric mean of the per-pair time ratios lab / reference and its 95%
+Student-t interval (`lab.analysis.stats.paired_ratio`), as the lab's own verdicts are. A
+ratio's upper end under 1.03 means the lab adds less than 3%. Results append to
+`--out` (JSON lines, one per measurement) and print as a table; docs/profiling.md has the
+figures of this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+import torch
+
+import ablations  # noqa: F401 - registers the steps
+from lab.analysis.stats import paired_ratio
+from lab.engine.metadata import metadata
+from lab.errors import LabError
+from lab.recipe import registry
+from lab.recipe.config import Config
+from lab.recipe.presets import get_preset
+from lab.recipe.variant import apply_steps
+from lab.train.data import find_or_fetch_data, load_cifar, subset
+from lab.train.reference import Recipe, Reference, augmented_epoch, batches
+from lab.train.trainer import Trainer, no_phase
+
+LIMIT = 1.03  # the lab's step and loop may take at most 3% longer than the reference's
+
+
+def final_config(preset: str, width: int) -> Config:
+    """The last variant of `--series full` at `preset`, at `width`."""
+    config = apply_steps(get_preset(preset).config, registry.series_steps("full"))
+    return replace(config, width=width)
+
+
+def recipe_of(config: Config) -> Recipe:
+    """The reference's hyperparameters, read from the lab's config."""
+    return Recipe(
+        batch_size=config.batch_size,
+        splits=config.bn_splits,
+        celu_alpha=config.celu_alpha,
+        logit_scale=config.logit_scale,
+        label_smoothing=config.label_smoothing,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        bias_lr_scale=config.bias_lr_scale,
+        bias_wd_scale=config.bias_wd_scale,
+        ema_rho=config.ema_rho,
+        ema_every=config.ema_every,
+        lr_knots=tuple(tuple(knot) for knot in config.lr_knots),
+    )
+
+
+def _check_supported(config: Config) -> None:
+    wanted = {
+        "architecture": "resnet9",
+        "whitening": True,
+        "pool_order": "pool_then_bn",
+        "activation": "celu",
+        "bn_scale_frozen": True,
+        "data_path": "device",
+        "sgd_update": "page",
+        "tta": "flip",
+    }
+    wrong = [f"{k}={getattr(config, k)}" for k, v in wanted.items() if getattr(config, k) != v]
+    if wrong or config.cutout or not config.ema_rho:
+        raise LabError(
+            f"lab.bench: the reference is Part 8's final recipe; this config has {wrong}"
+        )
+
+
+def _timed(function: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def _lab_step(trainer: Trainer, batch: tuple[torch.Tensor, torch.Tensor], index: int) -> None:
+    """The body of the lab's training loop for one step, as `Trainer.train_epoch` runs it."""
+    trainer._set_lr(0, index)
+    images, labels = trainer.placement.inputs(*batch)
+    trainer._step(images, labels, index, no_phase)
+
+
+def bench_steps(trainer: Trainer, reference: Reference, pairs: int, order: random.Random) -> dict:
+    """Per pair: one lab step and one reference step on the same batch at the same rate."""
+    config = trainer.config
+    images, labels = trainer.pipeline.train[:, :, 4:36, 4:36], trainer.pipeline.train_labels
+    size = config.batch_size
+    lab_s, reference_s = [], []
+    trainer.model.train()
+    for index in range(pairs + 1):  # pair 0 warms both up and is discarded
+        start = (index * size) % (len(labels) - size + 1)
+        batch = images[start : start + size].contiguous(), labels[start : start + size]
+        rate = reference.rate((index + 1) / trainer.pipeline.steps_per_epoch)  # Page reads one on
+        sides = [
+            ("lab", partial(_lab_step, trainer, batch, index)),
+            ("reference", partial(reference.step, *batch, rate, index)),
+        ]
+        order.shuffle(sides)
+        times = {name: _timed(run) for name, run in sides}
+        if index:
+            lab_s.append(times["lab"])
+            reference_s.append(times["reference"])
+    return _figure("training step", reference_s, lab_s)
+
+
+def bench_loop(trainer: Trainer, reference: Reference, pairs: int, order: random.Random) -> dict:
+    """Per pair: the lab's timed region of one epoch (training pass + evaluation, as
+    `run_training` times it) and the reference's (augment, train, evaluate with TTA)."""
+    config, pipeline = trainer.config, trainer.pipeline
+    generator = torch.Generator(pipeline.generator_device).manual_seed(1)
+    lab_s, reference_s = [], []
+    for index in range(pairs + 1):
+
+        def lab_epoch() -> None:
+            trainer.train_epoch(0)
+            trainer.evaluate()
+
+        def reference_epoch() -> None:
+            data, labels = augmented_epoch(
+                pipeline.train, pipeline.train_labels, generator, config.augment_max_options
+            )
+            losses = torch.zeros(())
+            for step, (x, y) in enumerate(batches(data, labels, config.batch_size)):
+                losses += reference.step(
+                    x, y, reference.rate(step / pipeline.steps_per_epoch), step
+                )
+            float(losses)
+            reference.evaluate(pipeline.test, pipeline.test_labels, config.test_batch_size)
+
+        sides = [("lab", lab_epoch), ("reference", reference_epoch)]
+        order.shuffle(sides)
+        times = {name: _timed(run) for name, run in sides}
+        if index:
+            lab_s.append(times["lab"])
+            reference_s.append(times["reference"])
+    return _figure("timed loop (epoch + evaluation)", reference_s, lab_s)
+
+
+def _figure(what: str, reference_s: list[float], lab_s: list[float]) -> dict:
+    ratio = paired_ratio(reference_s, lab_s)
+    low, high = ratio.ci95 if ratio.ci95 else (None, None)
+    return {
+        "what": what,
+        "pairs": len(lab_s),
+        "lab_median_s": sorted(lab_s)[len(lab_s) // 2],
+        "reference_median_s": sorted(reference_s)[len(reference_s) // 2],
+        "ratio": ratio.ratio,
+        "low": low,
+        "high": high,
+        "within_limit": high is not None and high <= LIMIT,
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m lab.bench", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--preset", default="cpu-series", help="scale of the data (default cpu-series)"
+    )
+    parser.add_argument("--widths", default="8,16", help="comma-separated widths (default 8,16)")
+    parser.add_argument("--pairs", type=int, default=30, help="paired steps per width (default 30)")
+    parser.add_argument(
+        "--loop-pairs", type=int, default=8, help="paired epochs per width (default 8)"
+    )
+    parser.add_argument("--data", default=None, help="CIFAR-10 folder (default: as lab.ablate)")
+    parser.add_argument("--out", type=Path, default=None, help="append results here (JSON lines)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(parse_args(argv))
+    except LabError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _widths(text: str) -> list[int]:
+    try:
+        widths = [int(w) for w in text.split(",")]
+    except ValueError:
+        raise LabError(f"--widths: expected comma-separated integers, got {text!r}") from None
+    if not widths or min(widths) < 1:
+        raise LabError(f"--widths: expected positive integers, got {text!r}")
+    return widths
+
+
+def _main(args: argparse.Namespace) -> int:
+    widths = _widths(args.widths)
+    if args.pairs < 3 or args.loop_pairs < 3:
+        raise LabError("--pairs and --loop-pairs: at least 3 (an interval needs 3 pairs)")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    data = load_cifar(find_or_fetch_data(args.data), progress=False)
+    order = random.Random(args.seed)
+    rows = []
+    for width in widths:
+        config = final_config(args.preset, width)
+        _check_supported(config)
+        cut = subset(data, config.train_images, config.test_images, config.subset_seed)
+        trainer = Trainer(config, cut, device, args.seed)
+        trainer.warm_up()
+        reference = Reference(list(trainer.model.state_dict().values()), recipe_of(config))
+        for figure in (
+            bench_steps(trainer, reference, args.pairs, order),
+            bench_loop(trainer, reference, args.loop_pairs, order),
+        ):
+            rows.append({"width": width, "preset": args.preset, **figure})
+            print(_line(rows[-1]), flush=True)
+    if args.out is not None:
+        meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **metadata(device)}
+        with args.out.open("a") as handle:
+            for row in rows:
+                handle.write(json.dumps({**meta, **row}) + "\n")
+    return 0
+
+
+def _line(row: dict) -> str:
+    interval = f"[{row['low']:.3f}, {row['high']:.3f}]" if row["low"] is not None else "[n/a]"
+    verdict = "within 3%" if row["within_limit"] else "NOT within 3%"
+    return (
+        f"width {row['width']:>3}  {row['what']:<32} lab {row['lab_median_s'] * 1000:8.1f} ms  "
+        f"reference {row['reference_median_s'] * 1000:8.1f} ms  lab/reference {row['ratio']:.3f} "
+        f"{interval}  {verdict}  ({row['pairs']} pairs)"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
