@@ -69,7 +69,11 @@ def test_the_reference_computes_what_the_lab_computes(pair) -> None:
 
 @pytest.mark.parametrize(
     ("args", "fragment"),
-    [(["--widths", "eight"], "--widths"), (["--pairs", "2"], "--pairs")],
+    [
+        (["--widths", "eight"], "--widths"),
+        (["--pairs", "2"], "--pairs"),
+        (["--block", "0"], "--block"),
+    ],
 )
 def test_bad_flags_get_one_line(args, fragment) -> None:
     assert_one_line_error(call_cli(*args, module="lab.bench"), fragment)
