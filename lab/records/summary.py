@@ -230,6 +230,9 @@ class VariantSummary:
     floor: Floor
     profile: Profile | None = optional()  # absent unless profiled
     paired_time_s: float | None = optional()  # chain only: the baseline times chained ratios
+    # Seconds per phase of the timed region (vocabulary.PHASES), over the runs; absent when a
+    # run's record has no `phases_s` (records written before phases were accounted).
+    phases_s: dict[str, Sample] | None = optional()
 
 
 @dataclass(**FROZEN)
