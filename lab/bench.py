@@ -6,7 +6,8 @@ full` variant (every measurement it records switched on) and the reference built
 state. Each pair runs both on the same batch (or the same epoch's data), in a random order per
 pair; the figure is the geometric mean of the per-pair time ratios lab / reference and its 95%
 Student-t interval (`lab.analysis.stats.paired_ratio`), as the lab's own verdicts are. A
-ratio's upper end under 1.03 means the lab adds less than 3%. Results append to
+ratio's upper end under 1.03 means the lab adds less than 3%. A third figure pairs the lab's
+timed loop with its phase accounting on and off: the accounting's own cost. Results append to
 `--out` (JSON lines, one per measurement) and print as a table; docs/profiling.md has the
 figures of this machine.
 """
@@ -33,6 +34,7 @@ from lab.recipe import registry
 from lab.recipe.config import Config
 from lab.recipe.presets import get_preset
 from lab.recipe.variant import apply_steps
+from lab.train.clock import PhaseLedger
 from lab.train.data import find_or_fetch_data, load_cifar, subset
 from lab.train.reference import Recipe, Reference, augmented_epoch, batches
 from lab.train.trainer import Trainer, no_phase
@@ -80,6 +82,11 @@ def _check_supported(config: Config) -> None:
         raise LabError(
             f"lab.bench: the reference is Part 8's final recipe; this config has {wrong}"
         )
+    if config.train_images is not None and config.train_images < config.batch_size:
+        raise LabError(
+            f"--preset: {config.train_images} training images hold no batch of "
+            f"{config.batch_size}; choose a preset with at least one batch"
+        )
 
 
 def _timed(function: Callable[[], object]) -> float:
@@ -88,11 +95,17 @@ def _timed(function: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def _lab_step(trainer: Trainer, batch: tuple[torch.Tensor, torch.Tensor], index: int) -> None:
-    """The body of the lab's training loop for one step, as `Trainer.train_epoch` runs it."""
+def _lab_step(
+    trainer: Trainer, batch: tuple[torch.Tensor, torch.Tensor], index: int, ledger: PhaseLedger
+) -> None:
+    """The body of the lab's training loop for one step, as `Trainer.train_epoch` runs it,
+    its phase accounting included."""
+    ledger.enter("other")
     trainer._set_lr(0, index)
+    ledger.enter("h2d")
     images, labels = trainer.placement.inputs(*batch)
-    trainer._step(images, labels, index, no_phase)
+    trainer._step(images, labels, index, no_phase, ledger)
+    ledger.enter("other")
 
 
 def bench_steps(
@@ -127,8 +140,10 @@ def bench_steps(
 
 
 def _lab_steps(trainer: Trainer, steps: list) -> None:
+    ledger = trainer._ledger()
     for batch, _, index in steps:
-        _lab_step(trainer, batch, index)
+        _lab_step(trainer, batch, index, ledger)
+    ledger.close()  # read once per block, as a pass reads its ledger once
 
 
 def _reference_steps(reference: Reference, steps: list) -> None:
@@ -167,6 +182,25 @@ def bench_loop(trainer: Trainer, reference: Reference, pairs: int, order: random
             lab_s.append(times["lab"])
             reference_s.append(times["reference"])
     return _figure("timed loop (epoch + evaluation)", reference_s, lab_s)
+
+
+def bench_accounting(trainer: Trainer, pairs: int, order: random.Random) -> dict:
+    """Per pair: the lab's timed region of one epoch with its phase accounting on and off
+    (`Trainer.account_phases`), in a random order: what the accounting itself costs. The
+    figure's "reference" is the loop without it."""
+    on_s, off_s = [], []
+    for index in range(pairs + 1):
+        sides = [True, False]
+        order.shuffle(sides)
+        times = {}
+        for accounting in sides:
+            trainer.account_phases = accounting
+            times[accounting] = _timed(lambda: (trainer.train_epoch(0), trainer.evaluate()))
+        if index:
+            on_s.append(times[True])
+            off_s.append(times[False])
+    trainer.account_phases = True
+    return _figure("phase accounting (on / off)", off_s, on_s)
 
 
 def _figure(what: str, reference_s: list[float], lab_s: list[float]) -> dict:
@@ -239,6 +273,7 @@ def _main(args: argparse.Namespace) -> int:
         for figure in (
             bench_steps(trainer, reference, args.pairs, order, args.block),
             bench_loop(trainer, reference, args.loop_pairs, order),
+            bench_accounting(trainer, args.loop_pairs, order),
         ):
             rows.append({"width": width, "preset": args.preset, **figure})
             print(_line(rows[-1]), flush=True)

@@ -57,7 +57,8 @@ def test_the_reference_computes_what_the_lab_computes(pair) -> None:
     for index in range(3):  # step 0 updates the weight average (ema_every divides 0)
         trainer._set_lr(0, index)
         rate = reference.rate((index + 1) / pipeline.steps_per_epoch)
-        lab_loss = trainer._step(*trainer.placement.inputs(images, labels), index, no_phase)
+        inputs = trainer.placement.inputs(images, labels)
+        lab_loss = trainer._step(*inputs, index, no_phase, trainer._ledger())
         assert torch.equal(lab_loss, reference.step(images, labels, rate, index))
         lab_state = _floating(trainer.model.state_dict().values())
         assert all(map(torch.equal, lab_state, _floating(reference.live.state)))
@@ -77,3 +78,7 @@ def test_the_reference_computes_what_the_lab_computes(pair) -> None:
 )
 def test_bad_flags_get_one_line(args, fragment) -> None:
     assert_one_line_error(call_cli(*args, module="lab.bench"), fragment)
+
+
+def test_a_preset_without_one_batch_gets_one_line(real_data_path) -> None:
+    assert_one_line_error(call_cli("--preset", "smoke", module="lab.bench"), "--preset")

@@ -39,6 +39,7 @@ from lab.recipe.vocabulary import (
     CLASSES,
     CONTROL,
     LEAVE_ONE_OUT,
+    PHASES,
     TRAIN_EVAL,
     TRAIN_PREPROCESS,
 )
@@ -75,6 +76,7 @@ from lab.records.summary_step import (
     Interaction,
     NoEffect,
     OperatorChange,
+    PhaseSaving,
     StepSummary,
     VariantComparison,
     Where,
@@ -137,6 +139,7 @@ def summarise_variant(name: str, records: list[dict[str, Any]], floor: Floor) ->
             runs=len(records),
         ),
         learned=learned(median(accuracies)),
+        phases_s=_phases(records),
         counters={key: median(values) for key, values in counters.items()},
         expected_counters=first["expected"],
         counters_match_plan=plan_match,
@@ -145,6 +148,51 @@ def summarise_variant(name: str, records: list[dict[str, Any]], floor: Floor) ->
         precision=first["measurements"]["precision"],
         config=first["config"],
         floor=floor,
+    )
+
+
+def _phases(records: list[dict[str, Any]]) -> dict[str, Sample] | None:
+    """Seconds per phase of the timed region over the runs (vocabulary.PHASES' order); None
+    when any run's record predates phase accounting."""
+    if not all("phases_s" in r["measurements"] for r in records):
+        return None
+    return {
+        phase: Sample(
+            median=median(values := [r["measurements"]["phases_s"][phase] for r in records]),
+            values=values,
+        )
+        for phase in PHASES
+        if all(phase in r["measurements"]["phases_s"] for r in records)
+    }
+
+
+def phase_savings(before: VariantSummary, after: VariantSummary) -> dict[str, PhaseSaving] | None:
+    """Per phase of the timed region, the seconds `after` saves against `before`: per round in
+    which both ran, before - after; their mean and its Student-t interval, as the accuracy
+    change is paired (docs/statistics.md). Means of differences add up: the phases' estimates
+    sum to the mean per-round saving of the whole timed region, since every run's phases sum
+    to its `total_s`. None when either variant's records lack phases."""
+    if before.phases_s is None or after.phases_s is None:
+        return None
+    return {
+        phase: paired_phase_saving(
+            dict(zip(before.rounds, before.phases_s[phase].values, strict=True)),
+            dict(zip(after.rounds, after.phases_s[phase].values, strict=True)),
+        )
+        for phase in before.phases_s
+        if phase in after.phases_s
+    }
+
+
+def paired_phase_saving(before: dict[int, float], after: dict[int, float]) -> PhaseSaving:
+    """One phase's seconds saved, from each variant's seconds by round: before - after over
+    the rounds both ran, the mean and its Student-t interval."""
+    common = sorted(set(before) & set(after))
+    # paired_difference gives its second argument minus its first: before - after here.
+    saved = paired_difference([after[r] for r in common], [before[r] for r in common])
+    low, high = saved.ci95 if saved.ci95 is not None else (None, None)
+    return PhaseSaving(
+        estimate_s=saved.estimate, low_s=low, high_s=high, significant=saved.significant
     )
 
 
@@ -257,6 +305,7 @@ def summarise_step(
         expectations=checks,
         flagged=any(not c.holds for c in checks) or not after.counters_match_plan,
         accuracy_change=paired_accuracy(before, after),
+        phase_savings=phase_savings(before, after),
         no_effect_expected=_no_effect_expected(facts, after),
         article=_article_step(facts, plan["article"], before, after),
         where=where,
@@ -325,6 +374,7 @@ def leave_one_out(
             variant=without.name,
             **comparison_fields(comparison(ratio, final_s / ratio.ratio)),
             accuracy_change=paired_accuracy(without, final),
+            phase_savings=phase_savings(without, final),
         )
         result.append(
             replace(
@@ -600,6 +650,7 @@ def build_summary(
             variant=found[0],
             **comparison_fields(comparison(found[1], baseline_s)),
             accuracy_change=paired_accuracy(chain[0], summaries[found[0]]),
+            phase_savings=phase_savings(chain[0], summaries[found[0]]),
         )
     )
     has_leave_one_out = any(v.role == LEAVE_ONE_OUT for v in others)

@@ -34,7 +34,8 @@ PHASES = {
     "eval_startup": "from the evaluation's start to its first batch",
     "eval_data_wait": "waiting for every later test batch",
     "eval_h2d": "moving a test batch to the device",
-    "eval_forward": "the evaluation's forward passes (test-time augmentation included)",
+    "eval_forward": "the evaluation's forward passes (test-time augmentation included) and count",
     "eval_edge": "the evaluation's end after its last batch: the count read back",
     "other": "the remainder of the timed region: per-step bookkeeping (rate, counters, loss sum)",
 }
+OTHER = "other"  # the remainder phase

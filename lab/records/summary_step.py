@@ -71,6 +71,8 @@ class VariantComparison:
     ratio: float  # time ratio
     rounds: int
     accuracy_change: AccuracyChange  # the named variant's accuracy against the other's
+    # per phase, the named variant's saving against the other's (absent: records lack phases)
+    phase_savings: dict[str, PhaseSaving] | None = optional()
 
 
 @dataclass(**FROZEN)

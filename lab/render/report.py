@@ -22,6 +22,7 @@ from lab.records.summary import CpuUse, Summary, VariantSummary
 from lab.records.summary_step import (
     AccuracyChange,
     Comparison,
+    PhaseSaving,
     StepSummary,
     VariantComparison,
 )
@@ -40,6 +41,9 @@ from lab.render.words import (
     disturbed_evidence,
     interaction_reading,
     no_effect,
+    phase_saving,
+    phases_came_from,
+    significant_phases,
 )
 
 
@@ -107,8 +111,11 @@ def _step_name(step: StepSummary) -> str:
 
 
 def _cause(step: StepSummary) -> str:
-    """Which part of the profiled step time the saving came from (data, compute, other), or
-    why that cannot be said; empty for an unprofiled job."""
+    """The phases of the timed region whose paired saving is significant (from the rounds);
+    for records without phases, which part of the profiled step time the saving came from
+    (data, compute, other), or why that cannot be said; empty for an unprofiled job."""
+    if step.phase_savings is not None:
+        return phases_came_from(step.phase_savings)
     return came_from(step.where) if step.where else ""
 
 
@@ -116,7 +123,7 @@ def _table(summary: Summary) -> list[str]:
     chain = chain_variants(summary)
     lines = [
         "| step | time (paired) | median run | saved (s, 95% CI) | saved (% of previous) "
-        "| saving came from (profiled) | counters changed | accuracy | accuracy change "
+        "| saving came from | counters changed | accuracy | accuracy change "
         "(points, 95% CI) | article (V100) |",
         "| --- | ---: | ---: | --- | --- | --- | --- | --- | --- | --- |",
         f"| baseline | {chain[0].paired_time_s:.2f} s | "
@@ -330,6 +337,75 @@ def _accuracy_reading(summary: Summary) -> list[str]:
             "is that of a recipe that does not learn here, so the steps into them measure no "
             "saving of the article's kind."
         )
+    return lines
+
+
+def _phase_comparisons(summary: Summary) -> list[tuple[str, dict[str, PhaseSaving], float]]:
+    """(row name, phase savings, the mean per-round saving they add up to) for each step and
+    the control, where the records have phases."""
+    rows = [(f"+{s.name}", s.phase_savings) for s in summary.steps]
+    if summary.control is not None:
+        rows.append((f"control ({summary.control.variant})", summary.control.phase_savings))
+    return [
+        (name, savings, sum(saving.estimate_s for saving in savings.values()))
+        for name, savings in rows
+        if savings is not None
+    ]
+
+
+def _phase_lines(summary: Summary) -> list[str]:
+    """Where each step's seconds went: per phase of the timed region, the saving paired within
+    rounds, a table of the phases some step moved significantly and a sentence per step."""
+    rows = _phase_comparisons(summary)
+    if not rows:
+        return [
+            "These records carry no phases (`measurements.phases_s`; runs recorded before the "
+            "lab accounted phases): the profiled passes below are the only attribution, and "
+            "the results table's `saving came from` is theirs.",
+            "",
+        ]
+    moved = {phase for _, savings, _ in rows for phase in significant_phases(savings)}
+    phases = [phase for phase in rows[0][1] if phase in moved]
+    header = " | ".join(phases)
+    lines = [
+        "Every timed run splits its timed region into phases that sum to its total "
+        "(docs/profiling.md). Per step, each phase's saving is paired within rounds like the "
+        f"accuracy: the mean of the per-round differences (before - after), with its "
+        f"{CONFIDENCE:.0%} Student-t interval; the phases add up to the step's mean per-round "
+        "saving (the `sum` column; the results table's saving is the geometric-mean ratio, a "
+        "close but different figure). Columns: the phases some step moved significantly "
+        "(**bold**); `rest`: every other phase, summed. The control row is the phases' noise "
+        "floor: the baseline against itself.",
+        "",
+        f"| step | sum | {header}{' | ' if phases else ''}rest |",
+        "| --- | ---: |" + " --- |" * (len(phases) + 1),
+    ]
+    for name, savings, total in rows:
+        cells = [
+            f"**{phase_saving(savings[phase])}**"
+            if savings[phase].significant
+            else phase_saving(savings[phase])
+            for phase in phases
+        ]
+        rest = sum(s.estimate_s for phase, s in savings.items() if phase not in phases)
+        lines.append(f"| {name} | {total:+.2f} s | {' | '.join([*cells, f'{rest:+.2f} s'])} |")
+    lines += ["", *_phase_reading(rows), ""]
+    return lines
+
+
+def _phase_reading(rows: list[tuple[str, dict[str, PhaseSaving], float]]) -> list[str]:
+    """A sentence per row: which phases took the seconds, and what share of the saving the
+    significant ones cover."""
+    lines = []
+    for name, savings, total in rows:
+        named = significant_phases(savings)
+        if not named:
+            lines.append(f"- {name}: {phases_came_from(savings)}.")
+            continue
+        covered = sum(savings[phase].estimate_s for phase in named)
+        share = f"; together {covered:+.2f} s of its {total:+.2f} s" if total else ""
+        parts = ", ".join(f"{phase} {phase_saving(savings[phase])}" for phase in named)
+        lines.append(f"- {name}: {parts}{share}.")
     return lines
 
 
@@ -697,13 +773,18 @@ def render_report(summary: Summary) -> str:
         "⚑ = counters did not move as the step says. Accuracy change = the paired change in "
         "final test accuracy against the previous variant: the mean of the per-round "
         f"differences, in points, with its {CONFIDENCE:.0%} Student-t interval; held, fell or "
-        f"rose (significantly). A variant that did not learn ({LEARNED_RULE}) says so beside its "
-        "accuracy and in its step's time verdict.",
+        f"rose (significantly). Saving came from = the phases of the timed region whose paired "
+        "saving is significant, largest first (next section; for records without phases, "
+        f"the profiled passes' category). A variant that did not learn ({LEARNED_RULE}) says "
+        "so beside its accuracy and in its step's time verdict.",
         "",
         f"![waterfall]({outputs.WATERFALL}.png)",
         "",
         *_rule_table(summary),
         *_leave_one_out_table(summary),
+        "## Where each step's seconds went",
+        "",
+        *_phase_lines(summary),
         "## Where the time goes",
         "",
         "From the profiled passes, apart from the timed runs: the recorded training "

@@ -11,7 +11,7 @@ from lab.analysis.disturbed import DisturbedRound as DisturbedNow
 from lab.analysis.rounds import REPLACEMENT_CAP, ROUNDS_DONE, RoundCall
 from lab.recipe.vocabulary import TRAIN_EVAL, TRAIN_PREPROCESS
 from lab.records.summary import Adaptive, DisturbedRound
-from lab.records.summary_step import StepSummary, Where
+from lab.records.summary_step import PhaseSaving, StepSummary, Where
 
 RULE_NAMES = {
     TRAIN_EVAL: "training + evaluation (preprocessing excluded)",
@@ -32,6 +32,37 @@ def came_from(where: Where) -> str:
         passes = where.attribution.passes
         return f"{where.came_from} (within the spread of {passes} profiled passes)"
     return where.came_from
+
+
+# How many significant phases a table cell names before it says "and N more".
+NAMED_PHASES = 3
+
+
+def significant_phases(savings: dict[str, PhaseSaving]) -> list[str]:
+    """The phases whose paired saving is significant, the largest (in seconds, either sign)
+    first."""
+    named = [phase for phase, saving in savings.items() if saving.significant]
+    return sorted(named, key=lambda phase: -abs(savings[phase].estimate_s))
+
+
+def phase_saving(saving: PhaseSaving) -> str:
+    """'+0.52 s [+0.41, +0.63]' (seconds saved; negative: the phase took longer)."""
+    if saving.low_s is None or saving.high_s is None:
+        return f"{saving.estimate_s:+.2f} s (not assessed)"
+    return f"{saving.estimate_s:+.2f} s [{saving.low_s:+.2f}, {saving.high_s:+.2f}]"
+
+
+def phases_came_from(savings: dict[str, PhaseSaving]) -> str:
+    """Where a step's seconds went, from the rounds: its significant phases with their
+    savings ('forward +0.52 s, train_startup +0.31 s'), or why none is named."""
+    if all(saving.significant is None for saving in savings.values()):
+        return "not assessed (fewer than 3 rounds)"
+    named = significant_phases(savings)
+    if not named:
+        return "unclear (no phase's change is significant)"
+    shown = [f"{phase} {savings[phase].estimate_s:+.2f} s" for phase in named[:NAMED_PHASES]]
+    more = len(named) - NAMED_PHASES
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 def no_effect(step: StepSummary) -> str:

@@ -4,7 +4,8 @@ On CUDA a kernel launch returns at once and the work runs later, so a CPU clock 
 (forward, backward, optimiser) times the launches; `CudaClock` records CUDA events in the
 stream instead and reads the time between them once the step has been waited for. On a CPU the
 work runs where it is launched, and `CpuClock` is the CPU's own clock. `PhaseTimes` times the
-named phases of a step with either.
+named phases of a step with either; `PhaseLedger` splits a whole timed pass into phases that
+tile it, on either, read once at the pass's end.
 """
 
 from __future__ import annotations
@@ -80,3 +81,46 @@ class PhaseTimes:
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield
+
+
+class PhaseLedger:
+    """A timed pass split into named phases that tile it: `enter(phase)` ends the current
+    phase and starts `phase` at one clock mark, so consecutive phases share their boundary and
+    their seconds add up to the span from the first mark to `close()`'s. A phase entered
+    again adds to its seconds. On CUDA the marks are events and are read once, at `close()`
+    (one wait at the pass's end, none per step); on a CPU a mark is one `perf_counter` call.
+
+    The loop learns that a wait was its last only when the iterator ends, so `relabel` renames
+    the current phase (the last batch wait becomes the pass's edge)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.marks: list[tuple[str, Any]] = []
+
+    def enter(self, phase: str) -> None:
+        self.marks.append((phase, self.clock.mark()))
+
+    def relabel(self, phase: str) -> None:
+        self.marks[-1] = (phase, self.marks[-1][1])
+
+    def close(self) -> dict[str, float]:
+        """Seconds per phase, in the order phases were first entered; the ledger is emptied."""
+        ends = [mark for _, mark in self.marks[1:]] + [self.clock.mark()]
+        totals: dict[str, float] = {}
+        for (phase, start), end in zip(self.marks, ends, strict=True):
+            totals[phase] = totals.get(phase, 0.0) + self.clock.seconds(start, end)
+        self.marks.clear()
+        return totals
+
+
+class NoLedger(PhaseLedger):
+    """A ledger that marks nothing: the accounting switched off (lab.bench pairs the two)."""
+
+    def enter(self, phase: str) -> None:
+        pass
+
+    def relabel(self, phase: str) -> None:
+        pass
+
+    def close(self) -> dict[str, float]:
+        return {}

@@ -31,7 +31,9 @@ import torch
 from torch.nn import functional as F
 
 from lab.recipe.config import Config
+from lab.recipe.vocabulary import OTHER, PHASES
 from lab.recipe.workload import steps_per_pass
+from lab.train.clock import NoLedger, PhaseLedger, clock_for
 from lab.train.data import Cifar
 from lab.train.device_data import DevicePipeline, normalise
 from lab.train.network import WHITENING_PATCH, build_network
@@ -52,6 +54,9 @@ class EpochStats:
     images_per_s: float  # training images / train_s
     train_steps: int = 0  # optimiser steps in the pass
     trained_images: int = 0  # images trained on in the pass (a cut or dropped batch is not)
+    # seconds per phase of the epoch's timed region (vocabulary.PHASES), summing to
+    # train_s + eval_s; `other` is the remainder
+    phases_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class PassResult:
     mean_loss: float  # mean training loss over the pass's samples
     steps: int  # optimiser steps taken
     images: int  # images trained on
+    phases_s: dict[str, float]  # seconds per phase (PhaseLedger), inside `seconds`
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,7 @@ class EvalResult:
     seconds: float  # wall seconds of the evaluation
     data_wait_s: float  # seconds the loop waited for its next batch
     accuracy: float  # fraction of the test subset classified correctly
+    phases_s: dict[str, float]  # seconds per phase (PhaseLedger), inside `seconds`
 
 
 @dataclass
@@ -111,6 +118,19 @@ class RunResult:
         return sum(epoch.train_steps for epoch in self.epochs)
 
     @property
+    def phases_s(self) -> dict[str, float]:
+        """Seconds per phase of the whole timed region, in vocabulary.PHASES' order, summing
+        to `total_s`: `other` is recomputed as the remainder over the run (not the sum of
+        the epochs' remainders), so the sum holds to rounding."""
+        totals = dict.fromkeys(PHASES, 0.0)
+        for epoch in self.epochs:
+            for phase, seconds in epoch.phases_s.items():
+                totals[phase] += seconds
+        named = sum(seconds for phase, seconds in totals.items() if phase != OTHER)
+        totals[OTHER] = self.total_s - named
+        return totals
+
+    @property
     def final_accuracy(self) -> float:
         return self.epochs[-1].test_accuracy if self.epochs else 0.0
 
@@ -129,6 +149,7 @@ class RunResult:
             images_per_s=(
                 sum(e.trained_images for e in self.epochs) / self.train_s if self.epochs else 0
             ),
+            phases_s=self.phases_s,
             final_test_accuracy=self.final_accuracy,
             reached_target=self.final_accuracy >= target_accuracy,
             first_epoch_at_target=first,
@@ -173,23 +194,35 @@ def no_phase(name: str) -> AbstractContextManager:
 
 
 def _timed_batches(
-    batches: Iterable[Batch], phase: Phase, first_clock: Callable[[], float] = time.perf_counter
+    batches: Iterable[Batch],
+    phase: Phase,
+    ledger: PhaseLedger,
+    names: tuple[str, str],
+    first_clock: Callable[[], float] = time.perf_counter,
 ) -> Iterator[tuple[Batch, float]]:
     """Yield (batch, seconds waited for it); creating the iterator (starting workers, or
     augmenting a device-side epoch) counts as waiting for the first batch, read on
     `first_clock`: a synchronising clock where that wait queues device work (the device
     pipeline's augmentation), which the CPU clock would time as launches only. Later batches
     are host work (a loader) or views (the device pipeline): the CPU clock, which leaves the
-    device's queue running."""
+    device's queue running.
+
+    The `ledger` is in the pass's start-up phase when this starts; every later wait is entered
+    as `names[0]` and the wait that finds the iterator exhausted (a loader's workers shutting
+    down) is relabelled `names[1]`, the pass's edge."""
+    waiting, edge = names
     iterator = None
     while True:
         clock = first_clock if iterator is None else time.perf_counter
+        if iterator is not None:
+            ledger.enter(waiting)
         start = clock()
         with phase("data_wait"):
             if iterator is None:
                 iterator = iter(batches)
             batch = next(iterator, None)
         if batch is None:
+            ledger.relabel(edge)
             return
         yield batch, clock() - start
 
@@ -266,14 +299,24 @@ class Trainer:
     """Builds the network, optimiser and pipeline for a config and runs epochs; knows no step
     names. Dtypes, device and memory layout are the `placement`'s (lab/train/precision.py)."""
 
-    def __init__(self, config: Config, data: Cifar, device: torch.device, seed: int) -> None:
+    def __init__(
+        self,
+        config: Config,
+        data: Cifar,
+        device: torch.device,
+        seed: int,
+        account_phases: bool = True,
+    ) -> None:
         self.config, self.device, self.seed = config, device, seed
+        # Phase accounting is on in every timed run; off only where lab.bench measures its cost.
+        self.account_phases = account_phases
         self.placement = Placement.from_config(config, device)
         seed_everything(seed)
         setup_start = time.perf_counter()
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = config.cudnn_benchmark
         self.timer = Timer(device)
+        self.clock = clock_for(device)
         self.pipeline = self._pipeline(data)
         self.whitening_s = 0.0
         filters = self._whitening(data) if config.whitening else None
@@ -357,22 +400,36 @@ class Trainer:
         self.warmup_s = self.timer.now() - start
         return self.warmup_s
 
+    def _ledger(self) -> PhaseLedger:
+        return PhaseLedger(self.clock) if self.account_phases else NoLedger(self.clock)
+
     def _step(
-        self, images: torch.Tensor, labels: torch.Tensor, step: int, phase: Phase
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        step: int,
+        phase: Phase,
+        ledger: PhaseLedger,
     ) -> torch.Tensor:
-        """One optimiser step (and the EMA's update when due); returns the loss."""
+        """One optimiser step (and the EMA's update when due); returns the loss. The
+        profiler's `phase` labels keep the EMA inside "optimizer" (as older traces have it);
+        the ledger gives it its own phase."""
         with phase("forward"):
+            ledger.enter("forward")
             loss = self._loss(images, labels)
         with phase("backward"):
+            ledger.enter("backward")
             self.optimizer.zero_grad(set_to_none=True)
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         with phase("optimizer"):
+            ledger.enter("optimizer")
             if self.scaler is not None:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
             else:
                 self.optimizer.step()
             if self.ema is not None and step % self.config.ema_every == 0:
+                ledger.enter("weight_average")
                 self.ema.update()
         return loss
 
@@ -390,17 +447,23 @@ class Trainer:
         # Summed on the device so the loop never forces a sync just to log the loss.
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float32)
         waited, seen, steps = 0.0, 0, 0
+        ledger = self._ledger()
         start = self.timer.now()
+        ledger.enter("train_startup")
         batches, up_front_calls = self.pipeline.epoch(self.bulk_generator)
         self.rng_calls += up_front_calls
-        timed = _timed_batches(batches, phase, self._first_batch_clock())
+        names = ("train_data_wait", "train_edge")
+        timed = _timed_batches(batches, phase, ledger, names, self._first_batch_clock())
         for step, ((images, labels, rng_calls), wait) in enumerate(timed):
+            ledger.enter("other")  # the step's bookkeeping: counters, the rate
             waited += wait
             self.rng_calls += int(rng_calls.sum())
             self._set_lr(epoch_index, step)
             with phase("h2d"):
+                ledger.enter("h2d")
                 images, labels = self.placement.inputs(images, labels)
-            loss = self._step(images, labels, step, phase)
+            loss = self._step(images, labels, step, phase, ledger)
+            ledger.enter("other")  # the loss sum, the caller's per-step hook
             loss_sum += loss.detach() * (len(labels) / self.config.batch_size)
             seen += len(labels)
             steps += 1
@@ -408,8 +471,15 @@ class Trainer:
                 after_step()
             if max_steps is not None and steps >= max_steps:
                 break
+        ledger.enter("train_edge")
+        # A pass cut at `max_steps` leaves its loader's iterator alive in the generator:
+        # closing it here shuts its workers down inside the timed region, as an exhausted
+        # loader's do, instead of whenever it is collected.
+        timed.close()
+        mean_loss = float(loss_sum) / max(seen, 1)
+        phases = ledger.close()
         elapsed = self.timer.now() - start
-        return PassResult(elapsed, waited, float(loss_sum) / max(seen, 1), steps, seen)
+        return PassResult(elapsed, waited, mean_loss, steps, seen, phases)
 
     def _first_batch_clock(self) -> Callable[[], float]:
         """A first batch that queues device work (the device pipeline's augmentation) is
@@ -433,20 +503,41 @@ class Trainer:
         model.eval()
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
         waited = 0.0
+        ledger = self._ledger()
         start = self.timer.now()
+        ledger.enter("eval_startup")
         test_batches = self.pipeline.test_batches()
-        for (images, labels, _), wait in _timed_batches(test_batches, phase):
+        names = ("eval_data_wait", "eval_edge")
+        for (images, labels, _), wait in _timed_batches(test_batches, phase, ledger, names):
             waited += wait
             with phase("h2d"):
+                ledger.enter("eval_h2d")
                 images, labels = self.placement.inputs(images, labels)
             with phase("forward"):
+                ledger.enter("eval_forward")
                 logits = self._logits(model, images)
-            correct += (logits.argmax(dim=1) == labels).sum()
+                correct += (logits.argmax(dim=1) == labels).sum()
+        ledger.enter("eval_edge")
+        accuracy = int(correct) / self.pipeline.test_size
+        phases = ledger.close()
         elapsed = self.timer.now() - start
-        return EvalResult(elapsed, waited, int(correct) / self.pipeline.test_size)
+        return EvalResult(elapsed, waited, accuracy, phases)
 
 
 EpochCallback = Callable[[EpochStats, int], None]
+
+
+def _epoch_phases(trained: PassResult, evaluated: EvalResult) -> dict[str, float]:
+    """The epoch's phases in vocabulary.PHASES' order, `other` the remainder of its timed
+    region (the ledgers' own "other", the step bookkeeping, and the instants between a pass's
+    clock reading and its ledger's first and last marks)."""
+    phases = dict.fromkeys(PHASES, 0.0)
+    for part in (trained.phases_s, evaluated.phases_s):
+        for name, seconds in part.items():
+            phases[name] += seconds
+    named = sum(seconds for name, seconds in phases.items() if name != OTHER)
+    phases[OTHER] = trained.seconds + evaluated.seconds - named
+    return phases
 
 
 def run_training(
@@ -488,6 +579,7 @@ def run_training(
             images_per_s=trained.images / trained.seconds,
             train_steps=trained.steps,
             trained_images=trained.images,
+            phases_s=_epoch_phases(trained, evaluated),
         )
         result.epochs.append(stats)
         if on_epoch is not None:
