@@ -64,7 +64,8 @@ def test_fp16_and_autocast_steps_on_cuda(precision, make, real_cifar):
         cosine = F.cosine_similarity(full[name].flatten(), half[name].flatten(), dim=0)
         assert cosine >= 0.99 and half[name].any(), (name, float(cosine))
     low._set_lr(0, 1)
-    assert torch.isfinite(low._step(*low.placement.inputs(images, labels), 1, no_phase))
+    inputs = low.placement.inputs(images, labels)
+    assert torch.isfinite(low._step(*inputs, 1, no_phase, low._ledger()))
 
 
 def test_device_pipeline_on_cuda_draws_on_the_device(real_cifar):
@@ -86,3 +87,17 @@ def test_pinned_memory_batches_on_cuda(real_cifar):
     pipeline = build_loader_pipeline(config, data, placement, seed=0)
     images, _, _ = next(iter(pipeline.train_loader))
     assert images.is_pinned()
+
+
+@pytest.mark.parametrize("make", [final_variant, baseline_512], ids=["final", "baseline"])
+def test_phases_tile_a_cuda_run_on_events(make, real_cifar):
+    """On CUDA the ledger's marks are events read at each pass's end: the phases still sum to
+    the synchronised wall clock's timed region, and the remainder stays small (the launches
+    before a pass's first event and after its last)."""
+    config = make(epochs=1)
+    data = subset(real_cifar, config.train_images, config.test_images, config.subset_seed)
+    result = run_training(config, data, GPU, seed=0)
+    phases = result.phases_s
+    assert sum(phases.values()) == pytest.approx(result.total_s, rel=1e-9)
+    assert abs(phases["other"]) <= 0.05 * result.total_s, phases
+    assert phases["forward"] > 0 and phases["backward"] > 0
