@@ -91,7 +91,7 @@ def test_summed_loss_step_equals_the_mean_loss_step_in_fp32(make, real_cifar):
     images, labels = first_batch(trainer)
     for step in (1, 2):
         trainer._set_lr(0, step)
-        trainer._step(images, labels, step, no_phase)
+        trainer._step(images, labels, step, no_phase, trainer._ledger())
         rate = config.schedule(step / trainer.pipeline.steps_per_epoch)
         for group in optimizer.param_groups:
             group["lr"] = rate * group["scale"]
@@ -278,7 +278,7 @@ def test_autocast_runs_on_the_cpu_with_a_scaler_of_its_device(real_cifar):
     images, labels = first_batch(trainer)
     before = [p.clone() for p in trainer.model.parameters()]
     trainer._set_lr(0, 1)
-    loss = trainer._step(*trainer.placement.inputs(images, labels), 1, no_phase)
+    loss = trainer._step(*trainer.placement.inputs(images, labels), 1, no_phase, trainer._ledger())
     assert torch.isfinite(loss)
     moved = [not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True)]
     assert any(moved) and all(p.dtype == torch.float32 for p in trainer.model.parameters())
