@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps", metavar="A,B", help="run the baseline and these steps cumulatively, in order"
     )
     jobs.add_argument(
+        "--from",
+        dest="from_step",
+        metavar="STEP",
+        help="with --all, --series or --steps: start the chain at STEP; the baseline (and the "
+        "control) is the recipe just before it, every earlier step applied (docs/series.md)",
+    )
+    jobs.add_argument(
         "--leave-one-out",
         action="store_true",
         default=None,
@@ -255,6 +262,21 @@ def _device(requested: str | None, cluster: Cluster | None = None) -> str:
     return requested
 
 
+def _chain(args: argparse.Namespace) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+    """(start, steps): the steps applied before the chain (`--from`) and the chain's own."""
+    names = _steps(args)
+    if args.from_step is None:
+        return None, names
+    if names is None:
+        raise LabError(f"--from {args.from_step}: only with --all, --series or --steps")
+    if args.from_step not in names:
+        raise LabError(
+            f"--from {args.from_step}: not a step of this chain; valid: {', '.join(names)}"
+        )
+    cut = names.index(args.from_step)
+    return names[:cut], names[cut:]
+
+
 def _steps(args: argparse.Namespace) -> tuple[str, ...] | None:
     given = [
         flag
@@ -303,9 +325,11 @@ def _adaptive_fields(args: argparse.Namespace) -> dict[str, Any]:
 def requested_fields(args: argparse.Namespace, cluster: Cluster | None = None) -> dict[str, Any]:
     """The job fields the flags set explicitly (a flag not given is absent)."""
     _check_ray_flags(args)
+    start, steps = _chain(args)
     fields: dict[str, Any] = {
         "preset": args.preset,
-        "steps": _steps(args),
+        "start": start,
+        "steps": steps,
         "rounds": args.rounds,
         "seed": args.seed,
         "order_seed": args.order_seed,

@@ -519,9 +519,12 @@ def _control_ratio(variants: dict[str, VariantSummary]) -> tuple[str, Ratio] | N
     return control.name, paired(baseline, control)
 
 
-def _article_totals(steps: list[StepSummary], series: dict[str, Any]) -> ArticleTotals:
+def _article_totals(
+    steps: list[StepSummary], series: dict[str, Any], start_step: int | None = None
+) -> ArticleTotals:
     """The article's times for the stretch of the series this job covers (the first part's,
-    for a job of no step the article took)."""
+    for a job of no step the article took), from the article's baseline or, for a `--from`
+    chain, from the step it starts after."""
     numbers = [s.article.step for s in steps if s.article.step is not None]
     first_part = min(s["part"] for s in series["steps"])
     default = max(s["number"] for s in series["steps"] if s["part"] == first_part)
@@ -533,9 +536,10 @@ def _article_totals(steps: list[StepSummary], series: dict[str, Any]) -> Article
         labels={str(s["number"]): s["label"] for s in series["steps"]},
         rules={str(s["number"]): s["rule"] for s in series["steps"]},
         last_step=last,
-        baseline_s=times[0],
+        baseline_s=times[start_step or 0],
         final_s=times[last],
-        saved_s=times[0] - times[last],
+        saved_s=times[start_step or 0] - times[last],
+        start_step=start_step,
     )
 
 
@@ -691,9 +695,16 @@ def build_summary(
             sum_of_step_savings_s=sum(s.saved_s.estimate for s in steps),
             one_off_preprocessing_s=chain[-1].timing.preprocess_s.median if chain else None,
         ),
-        article=_article_totals(steps, plan["article"]),
+        article=_article_totals(steps, plan["article"], _start_step(job.start, plan)),
         profiled=bool(passes),
+        start=list(job.start) or None,
     )
+
+
+def _start_step(start: tuple[str, ...], plan: dict[str, Any]) -> int | None:
+    """The article's step a `--from` chain starts after: the last the start's steps reach."""
+    numbers = [plan["step_facts"][name]["article_step"] for name in start]
+    return max((n for n in numbers if n is not None), default=None)
 
 
 # ----------------------------------------------------------------------------- repeated passes

@@ -28,6 +28,7 @@ from lab.recipe.presets import get_preset
 from lab.recipe.registry import get_steps
 from lab.recipe.variant import (
     Variant,
+    apply_steps,
     control_variant,
     cumulative_variants,
     leave_one_out_variants,
@@ -59,21 +60,24 @@ class Job(JobSpec):
     runner asks of it: the base config, the variants, the rounds' shuffled orders."""
 
     def base_config(self) -> Config:
-        return apply_overrides(get_preset(self.preset).config, list(self.overrides))
+        """The baseline's recipe: the preset's, the `--set` overrides, then the `--from` start."""
+        preset = apply_overrides(get_preset(self.preset).config, list(self.overrides))
+        return apply_steps(preset, get_steps(list(self.start))) if self.start else preset
 
     def cumulative(self) -> list[Variant]:
         """baseline, +step1, ...: the chain whose neighbours the report compares."""
         steps = get_steps(list(self.steps)) if self.steps else []
-        return cumulative_variants(self.base_config(), steps)
+        return cumulative_variants(self.base_config(), steps, self.start)
 
     def variants(self) -> list[Variant]:
         """Every variant the job runs: the chain, the control, the leave-one-out variants."""
         chain = self.cumulative()
         extra = []
         if self.control and len(chain) > 1:
-            extra.append(control_variant(chain[0].config))
+            extra.append(control_variant(chain[0].config, self.start))
         if self.leave_one_out and len(chain) > 2:
-            extra.extend(leave_one_out_variants(chain[0].config, get_steps(list(self.steps))))
+            steps = get_steps(list(self.steps))
+            extra.extend(leave_one_out_variants(chain[0].config, steps, self.start))
         return chain + extra
 
     def round_order(self, round_index: int, count: int) -> list[int]:
@@ -119,7 +123,9 @@ class Job(JobSpec):
     def save(self, out: Path, code_hash: str) -> None:
         """plan.json: the job, its variants' configs, and what its report will state about each
         step and the article, frozen now so that a report rebuilt by later code says the same."""
-        steps = get_steps(list(self.steps)) if self.steps else []
+        # The start's steps too: the report states where the chain began (the article's
+        # figure for that point included).
+        steps = get_steps([*self.start, *self.steps])
         write_plan(
             out,
             self,

@@ -38,6 +38,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "preprocessing": ("per_sample", "cached"),
     "augment_rng": ("per_sample", "bulk"),
     "sgd_update": ("torch", "page"),
+    "horizons": ("as_written", "scaled"),
 }
 
 
@@ -90,6 +91,8 @@ class Config:
     ema_rho: float = 0.0  # weight EMA: ema <- rho ema + (1 - rho) weights; evaluation uses
     # the EMA copy; 0: no EMA
     ema_every: int = 5  # optimiser steps between EMA updates (the count restarts each epoch)
+    horizons: str = "as_written"  # as_written: the EMA's rho as the step wrote it; scaled: its
+    # memory keeps its fraction of the run's updates (lab/recipe/horizons.py, docs/presets.md)
     tta: str = "none"  # flip: evaluation averages the logits of each image and its mirror
     precision: str = "auto"  # auto: fp16 (`.half()`) on CUDA, fp32 on CPU; or fp32/fp16/autocast
     # (fp16 autocast with a gradient scaler), each on either device

@@ -25,9 +25,11 @@ class Preset:
 
 def _scaled(epochs: float, **fields: object) -> Config:
     """A config whose DAWNBench schedule is stretched to `epochs` in proportion; the steps'
-    epoch counts scale the same way (`epoch_scale`)."""
+    epoch counts scale the same way (`epoch_scale`), and so do the horizons counted in
+    updates (`horizons`: lab/recipe/horizons.py)."""
     knots = PiecewiseLinear(DAWNBENCH_LR_KNOTS).scaled_to(epochs).knots
     return Config(
+        horizons="scaled",
         epochs=epochs,
         epoch_scale=epochs / ARTICLE_EPOCHS,
         lr_knots=knots,

@@ -29,9 +29,12 @@ def apply_steps(base: Config, steps: list[Step]) -> Config:
     return config
 
 
-def cumulative_variants(base: Config, steps: list[Step]) -> list[Variant]:
-    """baseline, +step1, +step2, ...: each variant applies one more step to the previous one."""
-    variants = [Variant("baseline", (), base, BASELINE)]
+def cumulative_variants(
+    base: Config, steps: list[Step], start: tuple[str, ...] = ()
+) -> list[Variant]:
+    """baseline, +step1, +step2, ...: each variant applies one more step to the previous one.
+    `start`: the steps `base` already has (`--from`), listed first in every variant's steps."""
+    variants = [Variant("baseline", start, base, BASELINE)]
     for step in steps:
         previous = variants[-1]
         variants.append(
@@ -40,13 +43,15 @@ def cumulative_variants(base: Config, steps: list[Step]) -> list[Variant]:
     return variants
 
 
-def control_variant(base: Config) -> Variant:
+def control_variant(base: Config, start: tuple[str, ...] = ()) -> Variant:
     """A second copy of the baseline, run in every round: its comparison with the baseline is
     the noise floor of the job."""
-    return Variant(CONTROL_NAME, (), base, CONTROL)
+    return Variant(CONTROL_NAME, start, base, CONTROL)
 
 
-def leave_one_out_variants(base: Config, steps: list[Step]) -> list[Variant]:
+def leave_one_out_variants(
+    base: Config, steps: list[Step], start: tuple[str, ...] = ()
+) -> list[Variant]:
     """For each step but the last, every step except that one ("-<step>"). The last step's
     leave-one-out variant is the cumulative variant before it, which the job runs already. A
     step that later steps cannot do without gets no variant."""
@@ -60,6 +65,11 @@ def leave_one_out_variants(base: Config, steps: list[Step]) -> list[Variant]:
             # of the device pipeline): without it there is nothing to run.
             continue
         variants.append(
-            Variant(f"-{left_out.name}", tuple(step.name for step in kept), config, LEAVE_ONE_OUT)
+            Variant(
+                f"-{left_out.name}",
+                (*start, *(step.name for step in kept)),
+                config,
+                LEAVE_ONE_OUT,
+            )
         )
     return variants

@@ -56,6 +56,9 @@ class JobSpec:
     budget_s: float | None = None  # seconds of timed runs the job may spend
     min_rounds: int | None = None  # clean rounds before the target may stop it
     max_rounds: int | None = None  # rounds, disturbed ones included, it runs at most
+    # `--from STEP`: the steps applied to the preset before the chain, in order; the baseline
+    # and the control are the recipe after them. () for a chain from the preset's recipe.
+    start: tuple[str, ...] = ()
 
     @property
     def adaptive(self) -> bool:
@@ -71,6 +74,7 @@ class JobSpec:
         defaults. Raises KeyError or TypeError for an object that is not a job."""
         data = dict(data)
         data["steps"] = tuple(data["steps"])
+        data["start"] = tuple(data.get("start", ()))
         data["overrides"] = tuple(data.get("overrides", ()))
         data["data"] = DataSource(**data["data"]) if data.get("data") else None
         return cls(**data)

@@ -267,9 +267,12 @@ class ArticleTotals:
     labels: dict[str, str]
     rules: dict[str, str]  # timing rule per step
     last_step: int
-    baseline_s: float
+    baseline_s: float  # the article's seconds at the job's start (`start_step`)
     final_s: float
     saved_s: float
+    # `--from`: the article's step the chain starts after (its baseline is the article's time
+    # there); absent for a chain from the article's baseline.
+    start_step: int | None = optional()
 
 
 @dataclass(**FROZEN)
@@ -296,6 +299,8 @@ class Summary:
     total: Total
     article: ArticleTotals
     profiled: bool
+    # `--from STEP`: the steps the baseline already has (absent for a chain from the preset).
+    start: list[str] | None = optional()
 
     def as_dict(self) -> dict[str, Any]:
         data = to_jsonable(self)

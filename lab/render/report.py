@@ -31,6 +31,7 @@ from lab.render.tblogs import write_tensorboard_logs
 from lab.render.waterfall import draw_leave_one_out, draw_waterfall
 from lab.render.words import (
     LEARNED_RULE,
+    MATERIAL_SHARE,
     NOT_LEARNED,
     REPLACEMENT_CAP,
     ROUND_STOP_REASONS,
@@ -40,6 +41,7 @@ from lab.render.words import (
     came_from,
     disturbed_evidence,
     interaction_reading,
+    material_phases,
     no_effect,
     phase_saving,
     phases_came_from,
@@ -119,6 +121,11 @@ def _cause(step: StepSummary) -> str:
     return came_from(step.where) if step.where else ""
 
 
+def _baseline_name(summary: Summary) -> str:
+    """The first row: the baseline, or for a `--from` chain the recipe it starts from."""
+    return f"baseline (after `{summary.start[-1]}`)" if summary.start else "baseline"
+
+
 def _table(summary: Summary) -> list[str]:
     chain = chain_variants(summary)
     lines = [
@@ -126,7 +133,7 @@ def _table(summary: Summary) -> list[str]:
         "| saving came from | counters changed | accuracy | accuracy change "
         "(points, 95% CI) | article (V100) |",
         "| --- | ---: | ---: | --- | --- | --- | --- | --- | --- | --- |",
-        f"| baseline | {chain[0].paired_time_s:.2f} s | "
+        f"| {_baseline_name(summary)} | {chain[0].paired_time_s:.2f} s | "
         f"{chain[0].timing.total_s.median:.2f} s | | | | | {_accuracy(chain[0])} | | "
         f"{summary.article.baseline_s:g} s |",
     ]
@@ -398,14 +405,20 @@ def _phase_reading(rows: list[tuple[str, dict[str, PhaseSaving], float]]) -> lis
     significant ones cover."""
     lines = []
     for name, savings, total in rows:
-        named = significant_phases(savings)
+        named, small = material_phases(savings)
         if not named:
             lines.append(f"- {name}: {phases_came_from(savings)}.")
             continue
         covered = sum(savings[phase].estimate_s for phase in named)
         share = f"; together {covered:+.2f} s of its {total:+.2f} s" if total else ""
         parts = ", ".join(f"{phase} {phase_saving(savings[phase])}" for phase in named)
-        lines.append(f"- {name}: {parts}{share}.")
+        rest = (
+            f" (also significant, each under {MATERIAL_SHARE:.0%} of the largest: "
+            f"{', '.join(small)})"
+            if small
+            else ""
+        )
+        lines.append(f"- {name}: {parts}{share}{rest}.")
     return lines
 
 
@@ -484,6 +497,23 @@ def _wall(summary: Summary) -> str:
 
 
 # ----------------------------------------------------------------------------- why each step saves
+
+
+def _start_line(summary: Summary) -> list[str]:
+    """A `--from` chain: what its baseline already has, and where the article stood then."""
+    if not summary.start:
+        return []
+    names = ", ".join(f"`{name}`" for name in summary.start)
+    article = summary.article
+    where = (
+        f"the article's step {article.start_step} ({article.baseline_s:g} s on a {article.device})"
+        if article.start_step is not None
+        else "the article's baseline"
+    )
+    return [
+        f"- Starts after {len(summary.start)} step(s) (`--from`): the baseline and the control "
+        f"are the recipe with {names} applied; its article figures start at {where}."
+    ]
 
 
 def _hosts_line(summary: Summary) -> list[str]:
@@ -752,6 +782,7 @@ def render_report(summary: Summary) -> str:
         f"shuffled per round (order seed {meta.order_seed}); "
         f"{summary.warmup_runs} warm-up run(s) discarded",
         _wall(summary),
+        *_start_line(summary),
         *_hosts_line(summary),
         "- Time = training + per-epoch test evaluation (DAWNBench's timed region); decoding and "
         "one-off preprocessing are outside it and reported apart.",

@@ -92,8 +92,9 @@ def draw_waterfall(summary: Summary, out: Path) -> list[Path]:
     if wide:
         fig, (ours, article) = plt.subplots(2, 1, figsize=(16, 11))
     else:
+        article_bars = last - (summary.article.start_step or 0) + 2
         fig, (ours, article) = plt.subplots(
-            1, 2, figsize=(13, 5.5), width_ratios=[len(steps) + 3, last + 2]
+            1, 2, figsize=(13, 5.5), width_ratios=[len(steps) + 3, article_bars]
         )
     times = [v.paired_time_s for v in variants]
     labels = marked_labels(
@@ -151,11 +152,12 @@ def draw_waterfall(summary: Summary, out: Path) -> list[Path]:
         fontsize=10,
     )
     ours.set_ylabel("seconds (training + per-epoch evaluation)")
-    article_times = [summary.article.times_s[str(k)] for k in range(last + 1)]
+    first = summary.article.start_step or 0  # a `--from` chain starts later in the article
+    article_times = [summary.article.times_s[str(k)] for k in range(first, last + 1)]
     labels_by_number = summary.article.labels
     scale = baseline / article_times[0]
     scaled = [t * scale for t in article_times]
-    article_labels = [labels_by_number[str(k)] for k in range(1, last + 1)]
+    article_labels = [labels_by_number[str(k)] for k in range(first + 1, last + 1)]
     if wide:
         article_labels = [label.replace("\n", " ") for label in article_labels]
     highest = max(
@@ -165,13 +167,13 @@ def draw_waterfall(summary: Summary, out: Path) -> list[Path]:
             ["baseline", *article_labels, "final"],
             [scaled[0], *scaled[:-1], scaled[-1]],
             [scaled[0], *scaled[1:], scaled[-1]],
-            [None] * (last + 2),
+            [None] * (last - first + 2),
             wide,
         ),
     )
     rules = (
         "; Parts 1-4 time training + evaluation, Part 8 training + preprocessing"
-        if len({summary.article.rules[str(k)] for k in range(last + 1)}) > 1
+        if len({summary.article.rules[str(k)] for k in range(first, last + 1)}) > 1
         else ""
     )
     article.set_title(

@@ -36,6 +36,7 @@ def came_from(where: Where) -> str:
 
 # How many significant phases a table cell names before it says "and N more".
 NAMED_PHASES = 3
+MATERIAL_SHARE = 0.05  # a significant phase under this share of the largest one is not named
 
 
 def significant_phases(savings: dict[str, PhaseSaving]) -> list[str]:
@@ -43,6 +44,18 @@ def significant_phases(savings: dict[str, PhaseSaving]) -> list[str]:
     first."""
     named = [phase for phase, saving in savings.items() if saving.significant]
     return sorted(named, key=lambda phase: -abs(savings[phase].estimate_s))
+
+
+def material_phases(savings: dict[str, PhaseSaving]) -> tuple[list[str], list[str]]:
+    """The significant phases split into those the words name (at least MATERIAL_SHARE of the
+    largest phase's seconds) and the rest: a phase that moved by a millisecond in every round
+    is significant, but naming it beside a second of forward would read as a cause."""
+    named = significant_phases(savings)
+    if not named:
+        return [], []
+    floor = MATERIAL_SHARE * abs(savings[named[0]].estimate_s)
+    material = [phase for phase in named if abs(savings[phase].estimate_s) >= floor]
+    return material, [phase for phase in named if phase not in material]
 
 
 def phase_saving(saving: PhaseSaving) -> str:
@@ -57,7 +70,7 @@ def phases_came_from(savings: dict[str, PhaseSaving]) -> str:
     savings ('forward +0.52 s, train_startup +0.31 s'), or why none is named."""
     if all(saving.significant is None for saving in savings.values()):
         return "not assessed (fewer than 3 rounds)"
-    named = significant_phases(savings)
+    named, _ = material_phases(savings)
     if not named:
         return "unclear (no phase's change is significant)"
     shown = [f"{phase} {savings[phase].estimate_s:+.2f} s" for phase in named[:NAMED_PHASES]]

@@ -31,6 +31,7 @@ import torch
 from torch.nn import functional as F
 
 from lab.recipe.config import Config
+from lab.recipe.horizons import run_ema_rho
 from lab.recipe.vocabulary import OTHER, PHASES
 from lab.recipe.workload import steps_per_pass
 from lab.train.clock import NoLedger, PhaseLedger, clock_for
@@ -100,6 +101,8 @@ class RunResult:
     rng_calls: int = 0  # augmentation RNG calls, counted where they were made
     cpu_main_s: float = 0.0  # user+system CPU seconds of this process in the timed region
     cpu_children_s: float = 0.0  # user+system CPU seconds of worker processes (reaped)
+    ema_rho: float = 0.0  # the weight EMA's rho per update this run used: the config's, or
+    # its memory scaled to the run's length (`horizons`); 0: no EMA
 
     @property
     def train_s(self) -> float:
@@ -323,7 +326,8 @@ class Trainer:
         self.preprocess_s = self.pipeline.preprocess_s + self.whitening_s
         self.model = self._model(filters)
         self.optimizer = _optimizer(self.model, config)
-        self.ema = WeightAverage(self.model, config.ema_rho) if config.ema_rho else None
+        self.ema_rho = run_ema_rho(config, self.pipeline.train_size)
+        self.ema = WeightAverage(self.model, self.ema_rho) if self.ema_rho else None
         self.scaler = self.placement.scaler()
         self.schedule = config.schedule
         self.setup_s = time.perf_counter() - setup_start - self.preprocess_s
@@ -559,6 +563,7 @@ def run_training(
         whitening_s=trainer.whitening_s,
         setup_s=trainer.setup_s,
         warmup_s=trainer.warmup_s,
+        ema_rho=trainer.ema_rho,
     )
     # Garbage left by the previous run (another variant's network, loaders, arrays) would
     # otherwise be collected inside this run's timed region, charging one variant for another.
