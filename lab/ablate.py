@@ -499,6 +499,11 @@ def print_plan(job: Job, as_json: bool) -> None:
         f"preset {job.preset}, {rounds} of {len(entries)} variant(s) on "
         f"{job.device}, order shuffled per round"
     )
+    if job.start:
+        print(
+            f"  starting after {job.start[-1]} (--from {job.steps[0]}): the baseline has "
+            f"{len(job.start)} step(s) applied"
+        )
     for e in entries:
         c = e["config"]
         print(

@@ -176,7 +176,9 @@ RESUME_VARIANTS = ["baseline", "+cached_preprocessing", "+main_thread_aug"]
 def test_interrupted_job_resumes_without_loss_or_duplicates(how, tmp_path, real_data_path):
     out = tmp_path / "out"
     # One epoch a run: the resume path is the same at any length, and the test twice as quick.
-    args = ["--steps", ",".join(RESUME_STEPS), "--preset", "smoke", "--rounds", "2"]
+    # `--from`: the chain starts after bn_dedupe; the resumed job keeps the start.
+    steps = ",".join(["bn_dedupe", *RESUME_STEPS])
+    args = ["--steps", steps, "--from", RESUME_STEPS[0], "--preset", "smoke", "--rounds", "2"]
     args += ["--set", "epochs=1"]
     # Profiled passes are stored in the plan and the resumed job runs them all; the slow kill-9
     # case checks them (six profiled passes, a child process each, double the test's time).
@@ -212,7 +214,13 @@ def test_interrupted_job_resumes_without_loss_or_duplicates(how, tmp_path, real_
     if profiled:
         _assert_both_profiled_passes(out)
     assert read_jsonl(out / "sessions.jsonl")[-1]["finished"]
-    assert (out / "report.md").is_file()
+    assert all(r["steps"][0] == "bn_dedupe" for r in timed)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["start"] == ["bn_dedupe"]
+    # The article's figures start after its step 1 (bn_dedupe's), not at its baseline.
+    article = summary["article"]
+    assert article["start_step"] == 1 and article["baseline_s"] == article["times_s"]["1"]
+    assert "the recipe with `bn_dedupe` applied" in (out / "report.md").read_text()
 
 
 def _assert_both_profiled_passes(out):

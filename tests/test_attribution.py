@@ -198,3 +198,12 @@ def test_compare_rejects_bad_input_with_one_line(loo_out, tmp_path):
     assert_one_line_error(
         call_cli(str(loo_out), str(shorter), module="lab.compare"), "jobs of different steps"
     )
+    started = _derived(loo_out, tmp_path, "started", lambda r: r)
+    plan = json.loads((started / "plan.json").read_text())
+    plan["job"]["start"] = ["bn_dedupe"]  # as if `--from`: its baseline is another recipe
+    (started / "plan.json").write_text(json.dumps(plan))
+    assert_one_line_error(
+        call_cli(str(loo_out), str(started), module="lab.compare"),
+        "chains started at different points",
+        "after `bn_dedupe`",
+    )

@@ -21,11 +21,24 @@ from tests.conftest import (
 
 pytest.importorskip("ray")
 
-STEPS = "main_thread_aug"
+# `--from`: the baseline (and the control) already has single_worker: a started chain travels
+# to Ray's workers with its job.
+STEPS = "single_worker,main_thread_aug"
+START = ["--from", "main_thread_aug"]
 VARIANTS = ["baseline", "+main_thread_aug", "baseline (control)"]
 # Two rounds at once on one core each: the concurrency the issue asks the tests to exercise;
 # one epoch a run, since what is checked (records, cores, reruns, resuming) is per run.
-JOB = ["--steps", STEPS, "--preset", "smoke", "--rounds", "2", "--no-profile", "--no-progress"]
+JOB = [
+    "--steps",
+    STEPS,
+    *START,
+    "--preset",
+    "smoke",
+    "--rounds",
+    "2",
+    "--no-profile",
+    "--no-progress",
+]
 JOB += ["--set", "epochs=1"]
 RAY = ["--ray", "--round-cpus", "1"]
 RAY_FIELDS = {"host", "node_id", "device_id", "cores", "rounds_on_host", "worker_pid"}
@@ -96,6 +109,10 @@ def test_two_rounds_as_two_tasks_write_the_local_schema_and_a_summary(ray_out, l
         assert cores[0] != cores[1]
     summary = json.loads((ray_out / "summary.json").read_text())
     assert [v["name"] for v in summary["variants"]] == VARIANTS
+    assert summary["start"] == ["single_worker"]
+    baselines = [r for r in records if r["variant"] != "+main_thread_aug"]
+    assert all(r["steps"] == ["single_worker"] for r in baselines)
+    assert all(r["config"]["train_workers"] == 1 for r in baselines)
     assert all(v["runs"] == 2 for v in summary["variants"])
     (session,) = read_jsonl(ray_out / "sessions.jsonl")
     assert session["finished"] and session["timed_runs"] == 6

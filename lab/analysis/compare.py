@@ -90,6 +90,12 @@ def compare(out_a: Path, out_b: Path) -> dict[str, Any]:
             f"{out_a} and {out_b}: jobs of different steps ({','.join(steps_a) or 'baseline'} "
             f"against {','.join(steps_b) or 'baseline'}); compare jobs of the same steps"
         )
+    if (a.start or []) != (b.start or []):
+        raise LabError(
+            f"{out_a} and {out_b}: chains started at different points "
+            f"(after {_start_name(a)} against after {_start_name(b)}: `--from`), so their "
+            "baselines are different recipes; compare jobs started at the same step"
+        )
     return {
         "schema_version": COMPARE_SCHEMA_VERSION,
         "a": {"out": str(out_a), **_describe(a)},
@@ -101,9 +107,14 @@ def compare(out_a: Path, out_b: Path) -> dict[str, Any]:
     }
 
 
+def _start_name(summary: Summary) -> str:
+    return f"`{summary.start[-1]}`" if summary.start else "nothing (the preset's baseline)"
+
+
 def _describe(summary: Summary) -> dict[str, Any]:
     meta = summary.meta_or_empty()
     return {
+        "start": summary.start or [],
         "device_name": meta.device_name,
         "preset": meta.preset,
         "git_revision": meta.git_revision,

@@ -703,7 +703,8 @@ def build_summary(
 
 def _start_step(start: tuple[str, ...], plan: dict[str, Any]) -> int | None:
     """The article's step a `--from` chain starts after: the last the start's steps reach."""
-    numbers = [plan["step_facts"][name]["article_step"] for name in start]
+    facts = plan["step_facts"]
+    numbers = [facts[name]["article_step"] for name in start if name in facts]
     return max((n for n in numbers if n is not None), default=None)
 
 
