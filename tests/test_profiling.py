@@ -357,3 +357,15 @@ def test_profiled_pass_shows_each_dataloader_worker_in_the_trace(real_cifar, tmp
     assert (
         result["breakdown"]["trace_phases_s"] == breakdown_from_trace(tmp_path, trace)["phases_s"]
     )
+    # torch-tb-profiler: the Overview's step breakdown and the Operator view are the main
+    # process's alone (the workers' category is kept for the trace view, counted in neither).
+    from torch_tb_profiler.profiler.data import RunProfileData
+
+    def tensorboard(content):
+        profile = RunProfileData.from_json("lab", "1", content)
+        operators = {op.name for tree in profile.tid2tree.values() for op in tree.children}
+        return profile.avg_costs.costs, operators
+
+    costs, operators = tensorboard(trace)
+    assert (costs, operators) == tensorboard(without)
+    assert not operators & set(WORKER_EVENT_NAMES)
