@@ -7,7 +7,9 @@ the whole-set-on-device one. Both are built from the dataset (`Cifar`) and a `Pl
 the trainer the same thing (`Pipeline`): per epoch, an iterator of `(images, labels, rng_calls)`
 batches and its length; per evaluation, the test batches. Every sample reports how many RNG calls
 its augmentation made, and every worker process reports its launch, so the trainer *measures*
-the counters that explain each step rather than computing them from the config.
+the counters that explain each step rather than computing them from the config. A profiled
+pass has the workers also record their own timeline (`lab.train.worker_trace`); the datasets
+build each sample in two stages (`fetch`, `transform`) so that it can time them apart.
 """
 
 from __future__ import annotations
