@@ -157,3 +157,45 @@ def test_both_data_paths_are_pipelines_over_the_same_dataset(sixteen):
     for (a, label_a, _), (b, label_b, _) in zip(*tests, strict=True):
         assert torch.equal(label_a, label_b)
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("preprocessing", ["per_sample", "cached"])
+def test_traced_workers_build_the_same_batches_and_record_them(sixteen, tmp_path, preprocessing):
+    """A pipeline built while a profiled pass asks for the workers' timeline gives the batches
+    an untraced one gives (same shuffle, same per-worker RNG draws), and each worker wrote its
+    start-up and one fetch, augment and collate record per batch it built, in that order; a
+    pipeline built outside the request wraps nothing."""
+    from lab.train.worker_trace import TracedDataset, read_worker_events, tracing_workers_to
+
+    config = Config(
+        batch_size=4,
+        test_batch_size=8,
+        train_workers=2,
+        test_workers=2,
+        preprocessing=preprocessing,
+    )
+    placement = Placement.from_config(config, torch.device("cpu"))
+    plain = build_loader_pipeline(config, sixteen, placement, seed=0)
+    with tracing_workers_to(tmp_path):
+        traced = build_loader_pipeline(config, sixteen, placement, seed=0)
+    assert not isinstance(plain.train_loader.dataset, TracedDataset)
+    assert isinstance(traced.train_loader.dataset, TracedDataset)
+    epochs = []
+    for pipeline in (plain, traced):
+        batches, _ = pipeline.epoch(torch.Generator().manual_seed(0))
+        epochs.append(list(batches) + list(pipeline.test_batches()))
+    for a, b in zip(*epochs, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert traced.worker_launches == 4  # the launch counter still runs in the traced workers
+    records = read_worker_events(tmp_path)
+    assert len({r["pid"] for r in records}) == 4
+    train = [r for r in records if r["loader"] == "train"]
+    assert [r["name"] for r in train].count("fetch") == len(sixteen.train_labels) // 4
+    for pid in {r["pid"] for r in train}:
+        own = sorted((r for r in train if r["pid"] == pid), key=lambda r: r["start_ns"])
+        assert own[0]["name"] == "worker start"
+        assert [r["name"] for r in own[1:4]] == ["fetch", "augment", "collate"]
+        assert all(a["end_ns"] <= b["start_ns"] for a, b in zip(own, own[1:], strict=False))
+        assert sum(r["samples"] for r in own if r["name"] == "fetch") >= 4
+    test_names = {r["name"] for r in records if r["loader"] == "test"}
+    assert test_names == {"worker start", "fetch", "transform", "collate"}

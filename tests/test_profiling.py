@@ -288,3 +288,84 @@ def test_rng_and_contention_readings_come_from_the_numbers():
     assert "16 worker processes used 1.10 cores" in reading and "2-core machine" in reading
     assert "1 worker process used 0.30 cores, the main process 1.50" in reading
     assert contention_reading("bn_dedupe", cpu, cpu) == ""
+
+
+# ----------------------------------------------------------------------------- worker rows
+
+
+def test_profiled_pass_shows_each_dataloader_worker_in_the_trace(real_cifar, tmp_path):
+    """A real profiled pass at the smoke scale (2 train and 2 test workers, per-sample PIL
+    pipeline): every worker process is a row of its own in the trace, with its start-up and
+    each batch's fetch, augment (transform) and collate, on the trace's clock: the test
+    loader's workers start and finish inside the profiler's own `lab/eval` range. The main
+    process's breakdown is the same without the added rows."""
+    from lab.profiling.passes import profile_in_subprocess
+    from lab.profiling.worker_rows import WORKER_CATEGORY, WORKER_EVENT_NAMES
+    from lab.recipe.presets import get_preset
+    from lab.recipe.variant import Variant
+    from lab.train.data import subset
+
+    config = get_preset("smoke").config
+    assert config.train_workers >= 2 and config.test_workers >= 2
+    data = subset(real_cifar, config.train_images, config.test_images, config.subset_seed)
+    result = profile_in_subprocess(
+        Variant("baseline", (), config), data, torch.device("cpu"), 0, tmp_path / "run"
+    )
+    with gzip.open(tmp_path / "run" / result["trace"], "rt") as handle:
+        trace = json.load(handle)
+    events = trace["traceEvents"]
+    rows = [e for e in events if e.get("ph") == "X" and e.get("name") in WORKER_EVENT_NAMES]
+    (main_pid,) = {e["pid"] for e in events if e.get("name", "").startswith("ProfilerStep#")}
+    pids = {e["pid"] for e in rows}
+    assert main_pid not in pids and len(pids) >= 4  # a train pass's 2 workers, the test's 2
+    assert result["worker_rows"] == {"processes": len(pids), "events": len(rows)}
+    assert all(e["cat"] == WORKER_CATEGORY and e["tid"] == e["pid"] for e in rows)
+    assert all(e["dur"] > 0 for e in rows if e["name"] != "worker start")
+    by_loader = {}
+    for event in rows:
+        by_loader.setdefault(event["args"]["loader"], []).append(event)
+    train_names = {e["name"] for e in by_loader["train"]}
+    assert train_names == {"worker start", "fetch", "augment", "collate"}
+    assert {e["name"] for e in by_loader["test"]} == {
+        "worker start",
+        "fetch",
+        "transform",
+        "collate",
+    }
+    # Each worker's batches: fetch, augment, collate back to back, after its start-up.
+    for pid in pids:
+        own = sorted((e for e in rows if e["pid"] == pid), key=lambda e: e["ts"])
+        assert own[0]["name"] == "worker start" and own[0]["dur"] > 0
+        for before, after in zip(own, own[1:], strict=False):
+            assert after["ts"] >= before["ts"] + before["dur"] - 1  # 1 us: float rounding
+    (evaluation,) = [e for e in events if e.get("name") == "lab/eval" and e.get("ph") == "X"]
+    end = evaluation["ts"] + evaluation["dur"]
+    assert all(evaluation["ts"] <= e["ts"] and e["ts"] + e["dur"] <= end for e in by_loader["test"])
+    # Every train batch a worker built ended before the pass's evaluation began.
+    assert all(e["ts"] + e["dur"] <= evaluation["ts"] for e in by_loader["train"])
+    names = {e["pid"]: e["args"]["name"] for e in events if e.get("name") == "process_name"}
+    assert {names[pid] for pid in pids} >= {
+        "DataLoader worker 0 (train pass 1)",
+        "DataLoader worker 1 (train pass 1)",
+        "DataLoader worker 0 (test pass 1)",
+        "DataLoader worker 1 (test pass 1)",
+    }
+    without = {**trace, "traceEvents": [e for e in events if e.get("pid") not in pids]}
+    assert breakdown_from_trace(tmp_path / "unused", trace) == breakdown_from_trace(
+        tmp_path / "unused", without
+    )
+    assert (
+        result["breakdown"]["trace_phases_s"] == breakdown_from_trace(tmp_path, trace)["phases_s"]
+    )
+    # torch-tb-profiler: the Overview's step breakdown and the Operator view are the main
+    # process's alone (the workers' category is kept for the trace view, counted in neither).
+    from torch_tb_profiler.profiler.data import RunProfileData
+
+    def tensorboard(content):
+        profile = RunProfileData.from_json("lab", "1", content)
+        operators = {op.name for tree in profile.tid2tree.values() for op in tree.children}
+        return profile.avg_costs.costs, operators
+
+    costs, operators = tensorboard(trace)
+    assert (costs, operators) == tensorboard(without)
+    assert not operators & set(WORKER_EVENT_NAMES)

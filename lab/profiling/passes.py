@@ -18,6 +18,11 @@ written, the lab adds one operator event named `enumerate(DataLoader)#lab.wait_f
 with the same start and duration as each `lab/data_wait` range. No timing changes: the added
 events only repeat ranges the profiler measured, so the Overview's DataLoader share shows the
 time the loop spent obtaining its next batch, for every variant.
+
+The DataLoader workers are processes of their own, outside the profiler. A profiled pass asks
+them for their own timeline (`lab.train.worker_trace`: start-up, and per batch its fetch,
+augment and collate) and merges it into the trace as one row per worker process
+(`lab.profiling.worker_rows`), tied to the trace's clock by anchors the main process records.
 """
 
 from __future__ import annotations
@@ -38,11 +43,13 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 from lab.profiling.cpuload import Snapshot, cores_used, snapshot
+from lab.profiling.worker_rows import add_worker_rows, clock_anchors
 from lab.recipe.variant import Variant
 from lab.train.clock import CudaClock, PhaseTimes, clock_for
 from lab.train.data import Cifar
 from lab.train.pipeline import preprocess_both
 from lab.train.trainer import Trainer
+from lab.train.worker_trace import tracing_workers_to
 
 LABEL_PREFIX = "lab/"
 DATALOADER_TWIN = "enumerate(DataLoader)#lab.wait_for_batch.__next__"
@@ -308,15 +315,18 @@ def _record_one_offs(trainer: Trainer, data: Cifar, profiler: profile, preproces
         profiler.step()
 
 
-def _finish_trace(run_dir: Path) -> tuple[Path, dict[str, Any], int]:
-    """The trace just written, with its DataLoader twins added, gzipped; (path, content,
-    twins added)."""
+def _finish_trace(
+    run_dir: Path, worker_dir: Path, anchors: list[tuple[int, int]]
+) -> tuple[Path, dict[str, Any], int, dict[str, int]]:
+    """The trace just written, with the workers' rows and its DataLoader twins added, gzipped;
+    (path, content, twins added, worker rows added)."""
     written = max(run_dir.glob("*.pt.trace.json"), key=lambda p: p.stat().st_mtime)
     content = json.loads(written.read_text())
+    workers = add_worker_rows(content, worker_dir, anchors, os.getpid())
     trace = written.with_name(written.name + ".gz")
     twins = _add_dataloader_twins(trace, content)
     written.unlink()
-    return trace, content, twins
+    return trace, content, twins, workers
 
 
 def _training_operators(profiler: profile, device: torch.device) -> list[dict[str, Any]]:
@@ -343,25 +353,31 @@ def profile_variant(
     preprocess, the one-off preprocessing are recorded as one step each.
     """
     _remove_stale_traces(run_dir, keep)
-    trainer = Trainer(variant.config, data, device, seed)
-    k = recorded_steps(trainer.pipeline.steps_per_epoch)
-    # The loader's whole-set preprocessing is re-run and recorded; the device pipeline's (a
-    # copy, normalise, pad on the device) is measured in the timed runs only.
-    preprocesses = variant.config.preprocessing == "cached" and variant.config.data_path == "loader"
-    with (
-        quiet_profiler_banner(),
-        _profiler(device, k, int(preprocesses), run_dir, with_stack) as profiler,
-    ):
-        stamps = StepStamps(trainer, profiler, k)
-        _train_steps(trainer, stamps, 2 * k + 2)
-        _record_one_offs(trainer, data, profiler, preprocesses)
-    operators = _training_operators(profiler, device)
-    trace, content, twins = _finish_trace(run_dir)
+    with tempfile.TemporaryDirectory(prefix="lab-workers-") as worker_dir:
+        with tracing_workers_to(Path(worker_dir)):  # its pipeline records the workers' timeline
+            trainer = Trainer(variant.config, data, device, seed)
+        k = recorded_steps(trainer.pipeline.steps_per_epoch)
+        # The loader's whole-set preprocessing is re-run and recorded; the device pipeline's (a
+        # copy, normalise, pad on the device) is measured in the timed runs only.
+        preprocesses = (
+            variant.config.preprocessing == "cached" and variant.config.data_path == "loader"
+        )
+        with (
+            quiet_profiler_banner(),
+            _profiler(device, k, int(preprocesses), run_dir, with_stack) as profiler,
+        ):
+            stamps = StepStamps(trainer, profiler, k)
+            _train_steps(trainer, stamps, 2 * k + 2)
+            anchors = clock_anchors()  # recorded: the evaluation's step has begun
+            _record_one_offs(trainer, data, profiler, preprocesses)
+        operators = _training_operators(profiler, device)
+        trace, content, twins, workers = _finish_trace(run_dir, Path(worker_dir), anchors)
     return {
         "trace": trace.name,
         "recorded_steps": k,
         **stamps.timings(),
         "dataloader_events_added": twins,
+        "worker_rows": workers,
         "with_stack": with_stack,
         "breakdown": with_device_phases(breakdown_from_trace(trace, content), stamps.times),
         "operators": operators,

@@ -7,7 +7,9 @@ the whole-set-on-device one. Both are built from the dataset (`Cifar`) and a `Pl
 the trainer the same thing (`Pipeline`): per epoch, an iterator of `(images, labels, rng_calls)`
 batches and its length; per evaluation, the test batches. Every sample reports how many RNG calls
 its augmentation made, and every worker process reports its launch, so the trainer *measures*
-the counters that explain each step rather than computing them from the config.
+the counters that explain each step rather than computing them from the config. A profiled
+pass has the workers also record their own timeline (`lab.train.worker_trace`); the datasets
+build each sample in two stages (`fetch`, `transform`) so that it can time them apart.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from typing import Protocol
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from lab.recipe.config import Config
 from lab.recipe.workload import CIFAR_MEAN, CIFAR_STD, CROP, PAD
 from lab.train.data import Cifar
 from lab.train.precision import Placement
 from lab.train.rng import CountingRng
+from lab.train.worker_trace import StagedDataset, traced_loader_parts
 
 # The baseline deliberately starts 16 workers whatever the core count: that oversubscription is
 # what the worker steps remove, so PyTorch's advice against it is noise here.
@@ -134,7 +137,7 @@ def _to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous().float().div(255)
 
 
-class PerSampleTrainSet(Dataset):
+class PerSampleTrainSet(StagedDataset):
     """The original: every sample, every epoch, goes array -> PIL -> reflect-pad (numpy) -> PIL
     -> random crop -> random flip -> ToTensor -> Normalize (bkj/basenet's transform_train)."""
 
@@ -146,8 +149,12 @@ class PerSampleTrainSet(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
-        image = Image.fromarray(self.images[index])  # what torchvision's CIFAR10 hands over
+    def fetch(self, index: int) -> tuple[int, Image.Image, int]:
+        # What torchvision's CIFAR10 hands over: a PIL image and its label.
+        return index, Image.fromarray(self.images[index]), int(self.labels[index])
+
+    def transform(self, fetched: tuple[int, Image.Image, int]) -> tuple[torch.Tensor, int, int]:
+        index, image, label = fetched
         padded = np.pad(np.asarray(image), [(PAD, PAD), (PAD, PAD), (0, 0)], mode="reflect")
         choice = self.choices(index)
         left, top = choice.left, choice.top
@@ -156,10 +163,10 @@ class PerSampleTrainSet(Dataset):
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         tensor = _normalise_chw(_to_tensor(image))
         apply_cutout(tensor, choice.cutout_at, self.choices.cutout)
-        return tensor, int(self.labels[index]), choice.rng_calls
+        return tensor, label, choice.rng_calls
 
 
-class PerSampleTestSet(Dataset):
+class PerSampleTestSet(StagedDataset):
     """The original test transform per sample: PIL -> ToTensor -> Normalize."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray):
@@ -168,9 +175,12 @@ class PerSampleTestSet(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
-        image = Image.fromarray(self.images[index])
-        return _normalise_chw(_to_tensor(image)), int(self.labels[index]), 0
+    def fetch(self, index: int) -> tuple[Image.Image, int]:
+        return Image.fromarray(self.images[index]), int(self.labels[index])
+
+    def transform(self, fetched: tuple[Image.Image, int]) -> tuple[torch.Tensor, int, int]:
+        image, label = fetched
+        return _normalise_chw(_to_tensor(image)), label, 0
 
 
 def preprocess_both(
@@ -191,7 +201,7 @@ def preprocess(images: np.ndarray, pad: int) -> np.ndarray:
     return np.ascontiguousarray(normalised.transpose(0, 3, 1, 2))
 
 
-class CachedTrainSet(Dataset):
+class CachedTrainSet(StagedDataset):
     """Preprocessed once; per sample only the crop and flip remain (numpy slicing)."""
 
     def __init__(
@@ -202,26 +212,34 @@ class CachedTrainSet(Dataset):
     def __len__(self) -> int:
         return len(self.padded)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+    def fetch(self, index: int) -> tuple[int, np.ndarray, int]:
+        return index, self.padded[index], int(self.labels[index])  # a view of the cached set
+
+    def transform(self, fetched: tuple[int, np.ndarray, int]) -> tuple[torch.Tensor, int, int]:
+        index, padded, label = fetched
         choice = self.choices(index)
         top, left = choice.top, choice.left
-        crop = self.padded[index, :, top : top + CROP, left : left + CROP]
+        crop = padded[:, top : top + CROP, left : left + CROP]
         if choice.flip:
             crop = crop[:, :, ::-1]
         crop = np.array(crop)  # a copy: cutout must not write into the cached set
         apply_cutout(crop, choice.cutout_at, self.choices.cutout)
-        return torch.from_numpy(crop), int(self.labels[index]), choice.rng_calls
+        return torch.from_numpy(crop), label, choice.rng_calls
 
 
-class CachedTestSet(Dataset):
+class CachedTestSet(StagedDataset):
     def __init__(self, prepared: np.ndarray, labels: np.ndarray):
         self.prepared, self.labels = prepared, labels
 
     def __len__(self) -> int:
         return len(self.prepared)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
-        return torch.from_numpy(self.prepared[index]), int(self.labels[index]), 0
+    def fetch(self, index: int) -> tuple[np.ndarray, int]:
+        return self.prepared[index], int(self.labels[index])
+
+    def transform(self, fetched: tuple[np.ndarray, int]) -> tuple[torch.Tensor, int, int]:
+        prepared, label = fetched
+        return torch.from_numpy(prepared), label, 0
 
 
 # ----------------------------------------------------------------------------- loaders
@@ -336,8 +354,8 @@ def build_loader_pipeline(
     start = time.perf_counter()
     if config.preprocessing == "cached":
         train_padded, test_normalised = preprocess_both(data.train_images, data.test_images)
-        train_set: Dataset = CachedTrainSet(train_padded, data.train_labels, choices)
-        test_set: Dataset = CachedTestSet(test_normalised, data.test_labels)
+        train_set: StagedDataset = CachedTrainSet(train_padded, data.train_labels, choices)
+        test_set: StagedDataset = CachedTestSet(test_normalised, data.test_labels)
     else:
         train_set = PerSampleTrainSet(data.train_images, data.train_labels, choices)
         test_set = PerSampleTestSet(data.test_images, data.test_labels)
@@ -346,22 +364,28 @@ def build_loader_pipeline(
     shuffle_generator = torch.Generator().manual_seed(seed)
     # persistent_workers=False (the default, as in the original): every pass over a loader
     # starts its worker processes afresh.
+    # A profiled pass asks for the workers' own timeline (`lab.train.worker_trace`); for every
+    # other run these are the dataset and worker_init_fn alone.
+    train_parts = traced_loader_parts(
+        train_set, config.train_workers, launches if config.train_workers else None, "train"
+    )
+    test_parts = traced_loader_parts(
+        test_set, config.test_workers, launches if config.test_workers else None, "test"
+    )
     train_loader = DataLoader(
-        train_set,
         batch_size=config.batch_size,
         shuffle=True,
         drop_last=config.drop_last,
         generator=shuffle_generator,
         num_workers=config.train_workers,
         pin_memory=placement.pin_memory,
-        worker_init_fn=launches if config.train_workers else None,
+        **train_parts,
     )
     test_loader = DataLoader(
-        test_set,
         batch_size=config.test_batch_size,
         shuffle=False,
         num_workers=config.test_workers,
         pin_memory=placement.pin_memory,
-        worker_init_fn=launches if config.test_workers else None,
+        **test_parts,
     )
     return LoaderPipeline(train_loader, test_loader, choices, launches, preprocess_s)
