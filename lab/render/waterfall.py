@@ -223,15 +223,12 @@ def waterfall_figure(summary: Summary) -> Any:
         if "(" in label.get_text():
             label.set_color(WARNING)
     handles = _legend_handles(KINDS, {bar.kind for bar in bars}) + _floor_ticks(ours, summary)
-    # Below the axis, where no bar or text can be: the texts fill the space above the bars.
-    ours.legend(
-        handles=handles,
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.3),
-        ncol=2,
-        fontsize=8,
-        frameon=False,
+    # Where no bar or text can be: below the axis beside few steps; with many, their marked
+    # names fill that space, and the top right is empty (the chain descends, the axis has room).
+    where = (
+        {"loc": "upper right"} if wide else {"loc": "upper center", "bbox_to_anchor": (0.5, -0.3)}
     )
+    ours.legend(handles=handles, ncol=2, fontsize=8, frameon=False, **where)
     meta = summary.meta_or_empty()
     device = meta.device_name if summary.meta else "?"
     ours.set_title(
