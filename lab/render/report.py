@@ -26,7 +26,8 @@ from lab.records.summary_step import (
     StepSummary,
     VariantComparison,
 )
-from lab.render.breakdown import draw_breakdown
+from lab.render.breakdown import draw_breakdown, has_timed_phases
+from lab.render.phases import draw_step_phases
 from lab.render.tblogs import write_tensorboard_logs
 from lab.render.waterfall import draw_leave_one_out, draw_waterfall
 from lab.render.words import (
@@ -43,6 +44,7 @@ from lab.render.words import (
     interaction_reading,
     material_phases,
     no_effect,
+    phase_comparisons,
     phase_saving,
     phases_came_from,
     significant_phases,
@@ -347,23 +349,10 @@ def _accuracy_reading(summary: Summary) -> list[str]:
     return lines
 
 
-def _phase_comparisons(summary: Summary) -> list[tuple[str, dict[str, PhaseSaving], float]]:
-    """(row name, phase savings, the mean per-round saving they add up to) for each step and
-    the control, where the records have phases."""
-    rows = [(f"+{s.name}", s.phase_savings) for s in summary.steps]
-    if summary.control is not None:
-        rows.append((f"control ({summary.control.variant})", summary.control.phase_savings))
-    return [
-        (name, savings, sum(saving.estimate_s for saving in savings.values()))
-        for name, savings in rows
-        if savings is not None
-    ]
-
-
 def _phase_lines(summary: Summary) -> list[str]:
     """Where each step's seconds went: per phase of the timed region, the saving paired within
     rounds, a table of the phases some step moved significantly and a sentence per step."""
-    rows = _phase_comparisons(summary)
+    rows = phase_comparisons(summary)
     if not rows:
         return [
             "These records carry no phases (`measurements.phases_s`; runs recorded before the "
@@ -396,7 +385,30 @@ def _phase_lines(summary: Summary) -> list[str]:
         ]
         rest = sum(s.estimate_s for phase, s in savings.items() if phase not in phases)
         lines.append(f"| {name} | {total:+.2f} s | {' | '.join([*cells, f'{rest:+.2f} s'])} |")
-    lines += ["", *_phase_reading(rows), ""]
+    lines += ["", *_phase_reading(rows), "", *_phase_charts(summary)]
+    return lines
+
+
+def _phase_charts(summary: Summary) -> list[str]:
+    """The two charts of the phases: each step's saving split by phase (the table above, drawn),
+    and each variant's timed region by phase (the breakdown, when every variant has phases)."""
+    lines = [
+        "Each step's saving split by phase (the table above, drawn: a segment per phase, "
+        "savings right of zero, phases that took longer left; solid where the phase's saving is "
+        "significant, faded and hatched where not; the black tick is the sum):",
+        "",
+        f"![step phases]({outputs.STEP_PHASES}.png)",
+        "",
+    ]
+    if has_timed_phases(summary):
+        lines += [
+            "Each variant's timed region by phase (the median of each phase over rounds, "
+            "stacked; the dot and whiskers are the total's median and range over rounds; "
+            "beside each bar its median total and milliseconds per trained image):",
+            "",
+            f"![breakdown]({outputs.BREAKDOWN}.png)",
+            "",
+        ]
     return lines
 
 
@@ -697,7 +709,9 @@ def _breakdown_lines(summary: Summary) -> list[str]:
     """The passes note, the breakdown chart and the CPU the workers took."""
     if not any(v.profile is not None for v in summary.variants):
         return []
-    lines = [_passes_note(summary), "", f"![breakdown]({outputs.BREAKDOWN}.png)", ""]
+    lines = [_passes_note(summary), ""]
+    if not has_timed_phases(summary):  # with phases the breakdown is the timed region's, above
+        lines += [f"![breakdown]({outputs.BREAKDOWN}.png)", ""]
     contention = _contention_lines(summary)
     if contention:
         lines += [
@@ -858,6 +872,7 @@ def write_report(out: Path) -> Summary:
     (out / outputs.SUMMARY).write_text(summary.to_json())
     draw_waterfall(summary, out)
     draw_breakdown(summary, out)
+    draw_step_phases(summary, out)
     if summary.leave_one_out:
         draw_leave_one_out(summary, out)
     (out / outputs.REPORT).write_text(render_report(summary))

@@ -2,7 +2,7 @@
 
 Per variant (the same run folder as its trace): train loss, test accuracy, epoch time and
 images/s by epoch, each the median over the variant's timed runs. In `tb/waterfall/`: the
-waterfall chart as an image; in `tb/breakdown/` the breakdown chart (profiled jobs). Rewritten
+waterfall chart as an image; in `tb/breakdown/` the breakdown chart (phases or profiles). Rewritten
 from the records by every report build.
 """
 

@@ -1,11 +1,15 @@
 """The charts: the waterfall (baseline time, one floating bar per step's paired saving with its
-interval, the final time; the article's V100 waterfall beside it, scaled to the same baseline;
-a step whose accuracy fell significantly, and a variant that did not learn, named so under its
-bar in red) and, with `--leave-one-out`, each step's saving in the cumulative order beside its
-saving when added last."""
+interval, labelled with the table's sign: "+0.34 s saved", "0.09 s slower"; a significant
+saving green, a significant slowdown orange, a step whose saving is not significant grey and
+hatched; each variant's floor a dotted tick over its own bar; the final time; beside it the
+article's V100 waterfall in the article's own seconds, on its own axis; a step whose accuracy
+fell significantly, and a variant that did not learn, named so under its bar in red) and, with
+`--leave-one-out`, each step's saving in the cumulative order beside its saving when added
+last."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +17,35 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
-from lab.analysis.stats import FELL  # noqa: E402
+from lab.analysis.stats import FELL, SIGNIFICANT  # noqa: E402
 from lab.analysis.summary import chain_variants  # noqa: E402
 from lab.records import outputs  # noqa: E402
 from lab.records.summary import Summary  # noqa: E402
 
 SAVING, SLOWDOWN, TOTAL, ONE_OFF = "#2a9d8f", "#e76f51", "#264653", "#b8b8b8"
+NOT_SIGNIFICANT_COLOR, NOT_SIGNIFICANT_HATCH = "#c8c8c8", "///"
 WARNING = "#c1121f"  # the label of a bar whose accuracy fell or whose variant did not learn
 ACCURACY_FELL, DID_NOT_LEARN = "accuracy fell", "did not learn"
+# What the colours say, in the legend: one entry per kind of bar.
+KINDS = {
+    "total": ("measured time", TOTAL, None),
+    "saving": ("saving, significant", SAVING, None),
+    "slowdown": ("slowdown, significant", SLOWDOWN, None),
+    "not_significant": (
+        "not significant (or not assessed)",
+        NOT_SIGNIFICANT_COLOR,
+        NOT_SIGNIFICANT_HATCH,
+    ),
+}
+# The article states no intervals: its steps are a saving or a slowdown by their sign alone.
+ARTICLE_KINDS = {
+    "total": ("the article's time", TOTAL, None),
+    "saving": ("saving", SAVING, None),
+    "slowdown": ("slowdown", SLOWDOWN, None),
+}
 
 
 # More steps than this and the two panels are stacked, each the full width, with labels set
@@ -29,52 +53,99 @@ ACCURACY_FELL, DID_NOT_LEARN = "accuracy fell", "did not learn"
 WIDE_STEPS = 8
 
 
-def _bars(
-    ax: Any,
-    labels: list[str],
-    starts: list[float],
-    ends: list[float],
-    errors: list[tuple[float, float] | None],
-    vertical: bool,
-) -> float:
-    """Draw the bars with their values above the bar or its interval; return the highest
-    point drawn (the bars' and intervals' tops, before the labels)."""
+@dataclass(frozen=True)
+class Bar:
+    """One bar of a waterfall: where it starts and ends (seconds), its kind (a key of KINDS)
+    and the text above it, which reads like the report's table: a saving is positive."""
+
+    start: float
+    end: float
+    kind: str
+    text: str
+    error: tuple[float, float] | None = None  # the saving's 95% interval, seconds
+
+
+def change_text(saved_s: float, saved_pct: float, separator: str, digits: str = ".2f") -> str:
+    """A step's bar label with the table's sign: '+0.34 s saved (+8.7%)' for a saving,
+    '0.09 s slower (-2.4%)' for a slowdown (the percentage is the table's saving); `digits`
+    formats the seconds ('.3g' for the article's, which it states as 33 s or 2.5 s)."""
+    if saved_s >= 0:
+        return f"+{saved_s:{digits}} s saved{separator}({saved_pct:+.1f}%)"
+    return f"{-saved_s:{digits}} s slower{separator}({saved_pct:+.1f}%)"
+
+
+def _kind(saved_s: float, verdict: str | None) -> str:
+    """A step's bar kind: a saving or a slowdown when its verdict is significant; otherwise
+    (not significant, or not assessed below 3 rounds) the grey, hatched kind. The article's
+    steps (verdict None) have no interval: their sign alone."""
+    if verdict is not None and verdict != SIGNIFICANT:
+        return "not_significant"
+    return "saving" if saved_s >= 0 else "slowdown"
+
+
+def waterfall_bars(summary: Summary, separator: str) -> list[Bar]:
+    """This machine's bars: the baseline, one per step (its paired saving, coloured by its
+    verdict, with its interval) and the final time."""
+    times = [v.paired_time_s for v in chain_variants(summary)]
+    baseline = summary.total.baseline_s
+    bars = [Bar(baseline, baseline, "total", f"{baseline:.2f} s")]
+    for step, before, after in zip(summary.steps, times[:-1], times[1:], strict=True):
+        saved = step.saved_s
+        text = change_text(saved.estimate, step.saved_pct.estimate, separator)
+        error = tuple(saved.ci95) if saved.ci95 else None
+        bars.append(Bar(before, after, _kind(saved.estimate, saved.verdict), text, error))
+    bars.append(Bar(times[-1], times[-1], "total", f"{times[-1]:.2f} s"))
+    return bars
+
+
+def article_bars(summary: Summary, separator: str) -> list[Bar]:
+    """The article's bars in its own V100 seconds, as it states them (no scaling): its time
+    at the chain's start, each step's saving, its time at the chain's end."""
+    first = summary.article.start_step or 0  # a `--from` chain starts later in the article
+    times = [summary.article.times_s[str(k)] for k in range(first, summary.article.last_step + 1)]
+    bars = [Bar(times[0], times[0], "total", f"{times[0]:.4g} s")]
+    for before, after in zip(times[:-1], times[1:], strict=True):
+        saved = before - after
+        text = change_text(saved, 100 * saved / before, separator, ".3g")
+        bars.append(Bar(before, after, _kind(saved, None), text))
+    bars.append(Bar(times[-1], times[-1], "total", f"{times[-1]:.4g} s"))
+    return bars
+
+
+def _draw_bars(ax: Any, bars: list[Bar], labels: list[str], vertical: bool) -> float:
+    """Draw the bars with their texts above the bar or its interval; return the highest point
+    drawn (the bars' and intervals' tops, before the texts)."""
     highest = 0.0
-    for x, (start, end, error) in enumerate(zip(starts, ends, errors, strict=True)):
-        is_total = x in (0, len(labels) - 1)
-        bottom, height = (0.0, end) if is_total else (min(start, end), abs(start - end))
-        color = TOTAL if is_total else (SAVING if end <= start else SLOWDOWN)
-        ax.bar(x, height, bottom=bottom, color=color, width=0.7)
-        top = max(start, end)
-        if error is not None:
+    for x, bar in enumerate(bars):
+        is_total = bar.kind == "total"
+        bottom, height = (0.0, bar.end) if is_total else (min(bar.start, bar.end), 0.0)
+        if not is_total:
+            height = abs(bar.start - bar.end)
+        _, color, hatch = KINDS.get(bar.kind, ARTICLE_KINDS.get(bar.kind))
+        ax.bar(x, height, bottom=bottom, color=color, hatch=hatch, edgecolor="white", width=0.7)
+        top = max(bar.start, bar.end)
+        if bar.error is not None:
             # CI of the saving, drawn around the bar's lower end (where the new time sits).
-            low, high = error
+            low, high = bar.error
             ax.errorbar(
                 x,
-                start - (low + high) / 2,
+                bar.start - (low + high) / 2,
                 yerr=[[(high - low) / 2]],
                 color="black",
                 capsize=3,
                 linewidth=1,
             )
-            top = max(top, start - low)
+            top = max(top, bar.start - low)
         highest = max(highest, top)
-        value = end if is_total else start - end
-        # A step's percentage is of the variant before it, as in the report's table.
-        if is_total:
-            text = f"{value:.2f} s"
-        else:
-            separator = " " if vertical else "\n"
-            text = f"{-value:+.2f} s{separator}({-value / start:+.1%})"
         ax.annotate(
-            text,
+            bar.text,
             (x, top),
             xytext=(0, 3),
             textcoords="offset points",
             ha="center",
             va="bottom",
             rotation=90 if vertical and not is_total else 0,
-            fontsize=8 if vertical else 7,
+            fontsize=8,
         )
     ax.set_xticks(
         range(len(labels)), labels, rotation=45 if vertical else 35, ha="right", fontsize=8
@@ -82,32 +153,52 @@ def _bars(
     return highest
 
 
-def draw_waterfall(summary: Summary, out: Path) -> list[Path]:
-    """Write waterfall.png and waterfall.svg into `out`; return their paths."""
+def _legend_handles(kinds: dict[str, tuple[str, str, str | None]], used: set[str]) -> list[Any]:
+    return [
+        Patch(facecolor=color, hatch=hatch, edgecolor="white", label=label)
+        for kind, (label, color, hatch) in kinds.items()
+        if kind in used
+    ]
+
+
+def _floor_ticks(ax: Any, summary: Summary) -> list[Any]:
+    """Each variant's own floor as a short tick over its own bar (the baseline's over the
+    baseline, a step's over the step's bar, the final variant's over the final); the legend's
+    handle, or none when no variant has a floor."""
     variants = chain_variants(summary)
+    owners = [variants[0], *variants[1:], variants[-1]]
+    floors = [(x, v.floor) for x, v in enumerate(owners) if v.floor]
+    for x, floor in floors:
+        ax.hlines(floor.floor_s, x - 0.42, x + 0.42, color="black", linestyle=":", linewidth=1.5)
+    if not floors:
+        return []
+    last = floors[-1][1]
+    label = (
+        f"each variant's floor at {last.peak_tflops:.3g} TFLOP/s ({last.peak_source}; "
+        f"final {last.floor_s:.2f} s, efficiency {last.efficiency:.1%})"
+        if last.efficiency is not None
+        else f"each variant's floor at {last.peak_tflops:.3g} TFLOP/s ({last.peak_source})"
+    )
+    return [Line2D([], [], color="black", linestyle=":", linewidth=1.5, label=label)]
+
+
+def waterfall_figure(summary: Summary) -> Any:
+    """The waterfall as a matplotlib figure (draw_waterfall saves it; tests read its
+    artists)."""
     steps = summary.steps
-    baseline = summary.total.baseline_s
-    last = summary.article.last_step
     wide = len(steps) > WIDE_STEPS
+    separator = " " if wide else "\n"
+    first = summary.article.start_step or 0
+    last = summary.article.last_step
     if wide:
         fig, (ours, article) = plt.subplots(2, 1, figsize=(16, 11))
     else:
-        article_bars = last - (summary.article.start_step or 0) + 2
         fig, (ours, article) = plt.subplots(
-            1, 2, figsize=(13, 5.5), width_ratios=[len(steps) + 3, article_bars]
+            1, 2, figsize=(13, 5.5), width_ratios=[len(steps) + 3, last - first + 2]
         )
-    times = [v.paired_time_s for v in variants]
-    labels = marked_labels(
-        ["baseline", *[s.name for s in steps], "final"], summary, separator=" " if wide else "\n"
-    )
-    starts = [baseline, *times[:-1], times[-1]]
-    ends = [baseline, *times[1:], times[-1]]
-    errors = [
-        None,
-        *[tuple(s.saved_s.ci95) if s.saved_s.ci95 else None for s in steps],
-        None,
-    ]
-    highest = _bars(ours, labels, starts, ends, errors, wide)
+    bars = waterfall_bars(summary, separator)
+    labels = marked_labels(["baseline", *[s.name for s in steps], "final"], summary, separator)
+    highest = _draw_bars(ours, bars, labels, wide)
     one_off = summary.total.one_off_preprocessing_s or 0.0
     if one_off > 0:
         x = len(labels)
@@ -119,7 +210,7 @@ def draw_waterfall(summary: Summary, out: Path) -> list[Path]:
             textcoords="offset points",
             ha="center",
             va="bottom",
-            fontsize=7,
+            fontsize=8,
         )
         ours.set_xticks(
             range(x + 1),
@@ -131,45 +222,33 @@ def draw_waterfall(summary: Summary, out: Path) -> list[Path]:
     for label in ours.get_xticklabels():
         if "(" in label.get_text():
             label.set_color(WARNING)
-    floor = variants[-1].floor
-    if floor:
-        ours.axhline(
-            floor.floor_s,
-            color="black",
-            linestyle=":",
-            linewidth=1,
-            label=f"floor {floor.floor_s:.2f} s at {floor.peak_tflops:.3g} TFLOP/s "
-            f"({floor.peak_source}; efficiency {floor.efficiency:.1%})",
-        )
-        ours.legend(loc="upper right", fontsize=8, frameon=False)
+    handles = _legend_handles(KINDS, {bar.kind for bar in bars}) + _floor_ticks(ours, summary)
+    # Where no bar or text can be: below the axis beside few steps; with many, their marked
+    # names fill that space, and the top right is empty (the chain descends, the axis has room).
+    where = (
+        {"loc": "upper right"} if wide else {"loc": "upper center", "bbox_to_anchor": (0.5, -0.3)}
+    )
+    ours.legend(handles=handles, ncol=2, fontsize=8, frameon=False, **where)
     meta = summary.meta_or_empty()
     device = meta.device_name if summary.meta else "?"
-    break_or_not = " " if wide else "\n"
     ours.set_title(
         f"This machine: {device}, "
-        f"preset {meta.preset}, {summary.rounds} rounds:{break_or_not}paired savings "
+        f"preset {meta.preset}, {summary.rounds} rounds:{' ' if wide else chr(10)}paired savings "
         "with 95% t intervals (% of the variant before)",
         fontsize=10,
     )
     ours.set_ylabel("seconds (training + per-epoch evaluation)")
-    first = summary.article.start_step or 0  # a `--from` chain starts later in the article
-    article_times = [summary.article.times_s[str(k)] for k in range(first, last + 1)]
-    labels_by_number = summary.article.labels
-    scale = baseline / article_times[0]
-    scaled = [t * scale for t in article_times]
-    article_labels = [labels_by_number[str(k)] for k in range(first + 1, last + 1)]
+    ours.set_ylim(0, highest * (1.5 if wide else 1.2))  # room for the texts and legend
+    article_labels = [summary.article.labels[str(k)] for k in range(first + 1, last + 1)]
     if wide:
         article_labels = [label.replace("\n", " ") for label in article_labels]
-    highest = max(
-        highest,
-        _bars(
-            article,
-            ["baseline", *article_labels, "final"],
-            [scaled[0], *scaled[:-1], scaled[-1]],
-            [scaled[0], *scaled[1:], scaled[-1]],
-            [None] * (last - first + 2),
-            wide,
-        ),
+    theirs = article_bars(summary, separator)
+    article_top = _draw_bars(article, theirs, ["baseline", *article_labels, "final"], wide)
+    article.legend(
+        handles=_legend_handles(ARTICLE_KINDS, {bar.kind for bar in theirs}),
+        loc="upper right",
+        fontsize=8,
+        frameon=False,
     )
     rules = (
         "; Parts 1-4 time training + evaluation, Part 8 training + preprocessing"
@@ -177,19 +256,21 @@ def draw_waterfall(summary: Summary, out: Path) -> list[Path]:
         else ""
     )
     article.set_title(
-        f"The article on a {summary.article.device} "
-        f"({article_times[0]:.0f} s -> {article_times[-1]:.4g} s),{break_or_not}"
-        f"scaled to this baseline{rules}",
+        f"The article on a {summary.article.device}, in its own seconds "
+        f"({theirs[0].start:.0f} s -> {theirs[-1].end:.4g} s){rules}",
         fontsize=10,
     )
-    article.set_ylabel("seconds, scaled")
-    # Room above the highest bar or interval for its label (vertical labels need more).
-    headroom = 1.35 if wide else 1.2
+    article.set_ylabel(f"{summary.article.device} seconds, as the article states them")
+    article.set_ylim(0, article_top * (1.5 if wide else 1.25))
     for ax in (ours, article):
-        ax.set_ylim(0, highest * headroom)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return save_chart(fig, out, outputs.WATERFALL)
+    return fig
+
+
+def draw_waterfall(summary: Summary, out: Path) -> list[Path]:
+    """Write waterfall.png and waterfall.svg into `out`; return their paths."""
+    return save_chart(waterfall_figure(summary), out, outputs.WATERFALL)
 
 
 def marked_labels(labels: list[str], summary: Summary, separator: str) -> list[str]:

@@ -10,7 +10,7 @@ from lab.analysis.adaptive import STOP_REASONS
 from lab.analysis.disturbed import DisturbedRound as DisturbedNow
 from lab.analysis.rounds import REPLACEMENT_CAP, ROUNDS_DONE, RoundCall
 from lab.recipe.vocabulary import TRAIN_EVAL, TRAIN_PREPROCESS
-from lab.records.summary import Adaptive, DisturbedRound
+from lab.records.summary import Adaptive, DisturbedRound, Summary
 from lab.records.summary_step import PhaseSaving, StepSummary, Where
 
 RULE_NAMES = {
@@ -56,6 +56,20 @@ def material_phases(savings: dict[str, PhaseSaving]) -> tuple[list[str], list[st
     floor = MATERIAL_SHARE * abs(savings[named[0]].estimate_s)
     material = [phase for phase in named if abs(savings[phase].estimate_s) >= floor]
     return material, [phase for phase in named if phase not in material]
+
+
+def phase_comparisons(summary: Summary) -> list[tuple[str, dict[str, PhaseSaving], float]]:
+    """(row name, phase savings, the mean per-round saving they add up to) for each step and
+    the control, where the records have phases: the rows of the report's phase table and of
+    its chart."""
+    rows = [(f"+{s.name}", s.phase_savings) for s in summary.steps]
+    if summary.control is not None:
+        rows.append((f"control ({summary.control.variant})", summary.control.phase_savings))
+    return [
+        (name, savings, sum(saving.estimate_s for saving in savings.values()))
+        for name, savings in rows
+        if savings is not None
+    ]
 
 
 def phase_saving(saving: PhaseSaving) -> str:
