@@ -425,7 +425,8 @@ def _phase_reading(rows: list[tuple[str, dict[str, PhaseSaving], float]]) -> lis
         share = f"; together {covered:+.2f} s of its {total:+.2f} s" if total else ""
         parts = ", ".join(f"{phase} {phase_saving(savings[phase])}" for phase in named)
         rest = (
-            f" (also significant, each under {MATERIAL_SHARE:.0%} of the largest: "
+            f" (also significant, each under {MATERIAL_SHARE:.0%} of the largest or of the "
+            f"saving: "
             f"{', '.join(small)})"
             if small
             else ""

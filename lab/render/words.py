@@ -36,7 +36,8 @@ def came_from(where: Where) -> str:
 
 # How many significant phases a table cell names before it says "and N more".
 NAMED_PHASES = 3
-MATERIAL_SHARE = 0.05  # a significant phase under this share of the largest one is not named
+MATERIAL_SHARE = 0.05  # a significant phase under this share of the largest one (or of the
+# step's summed saving) is not named
 
 
 def significant_phases(savings: dict[str, PhaseSaving]) -> list[str]:
@@ -48,12 +49,14 @@ def significant_phases(savings: dict[str, PhaseSaving]) -> list[str]:
 
 def material_phases(savings: dict[str, PhaseSaving]) -> tuple[list[str], list[str]]:
     """The significant phases split into those the words name (at least MATERIAL_SHARE of the
-    largest phase's seconds) and the rest: a phase that moved by a millisecond in every round
-    is significant, but naming it beside a second of forward would read as a cause."""
+    largest phase's seconds and of the step's summed saving) and the rest: a phase that moved
+    by a millisecond in every round is significant, but naming it beside a second of forward,
+    or as the cause of a one-second saving, would read as a cause."""
     named = significant_phases(savings)
     if not named:
         return [], []
-    floor = MATERIAL_SHARE * abs(savings[named[0]].estimate_s)
+    total = abs(sum(saving.estimate_s for saving in savings.values()))
+    floor = MATERIAL_SHARE * max(abs(savings[named[0]].estimate_s), total)
     material = [phase for phase in named if abs(savings[phase].estimate_s) >= floor]
     return material, [phase for phase in named if phase not in material]
 
@@ -84,7 +87,12 @@ def phases_came_from(savings: dict[str, PhaseSaving]) -> str:
     savings ('forward +0.52 s, train_startup +0.31 s'), or why none is named."""
     if all(saving.significant is None for saving in savings.values()):
         return "not assessed (fewer than 3 rounds)"
-    named, _ = material_phases(savings)
+    named, small = material_phases(savings)
+    if small and not named:
+        return (
+            f"unclear (the phases whose change is significant are each under "
+            f"{MATERIAL_SHARE:.0%} of the saving: {', '.join(small)})"
+        )
     if not named:
         return "unclear (no phase's change is significant)"
     shown = [f"{phase} {savings[phase].estimate_s:+.2f} s" for phase in named[:NAMED_PHASES]]
