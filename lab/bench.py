@@ -48,8 +48,9 @@ def final_config(preset: str, width: int) -> Config:
     return replace(config, width=width)
 
 
-def recipe_of(config: Config) -> Recipe:
-    """The reference's hyperparameters, read from the lab's config."""
+def recipe_of(config: Config, ema_rho: float) -> Recipe:
+    """The reference's hyperparameters, read from the lab's config; `ema_rho` is the rho the
+    lab's run uses (`Trainer.ema_rho`: a scaled preset shortens the EMA's memory)."""
     return Recipe(
         batch_size=config.batch_size,
         splits=config.bn_splits,
@@ -60,7 +61,7 @@ def recipe_of(config: Config) -> Recipe:
         weight_decay=config.weight_decay,
         bias_lr_scale=config.bias_lr_scale,
         bias_wd_scale=config.bias_wd_scale,
-        ema_rho=config.ema_rho,
+        ema_rho=ema_rho,
         ema_every=config.ema_every,
         lr_knots=tuple(tuple(knot) for knot in config.lr_knots),
     )
@@ -269,7 +270,8 @@ def _main(args: argparse.Namespace) -> int:
         cut = subset(data, config.train_images, config.test_images, config.subset_seed)
         trainer = Trainer(config, cut, device, args.seed)
         trainer.warm_up()
-        reference = Reference(list(trainer.model.state_dict().values()), recipe_of(config))
+        weights = list(trainer.model.state_dict().values())
+        reference = Reference(weights, recipe_of(config, trainer.ema_rho))
         for figure in (
             bench_steps(trainer, reference, args.pairs, order, args.block),
             bench_loop(trainer, reference, args.loop_pairs, order),

@@ -38,7 +38,8 @@ def pair(real_cifar):
     config = final_config("cpu-series", 8)
     data = subset(real_cifar, 1024, 256, 0)
     trainer = Trainer(config, data, torch.device("cpu"), 0)
-    reference = Reference(list(trainer.model.state_dict().values()), recipe_of(config))
+    weights = list(trainer.model.state_dict().values())
+    reference = Reference(weights, recipe_of(config, trainer.ema_rho))
     return trainer, reference
 
 

@@ -36,7 +36,7 @@ def test_the_baseline_is_the_recipe_just_before_the_step():
 
 
 def test_the_first_step_starts_where_the_chain_does():
-    assert _plan("--all", "--from", "bn_dedupe", "--preset", "smoke")["start"] == []
+    assert "start" not in _plan("--all", "--from", "bn_dedupe", "--preset", "smoke")
 
 
 def test_the_plan_says_where_the_chain_starts():

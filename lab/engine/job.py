@@ -158,7 +158,7 @@ class Job(JobSpec):
 
     def conflicts(self, requested: dict[str, Any]) -> list[str]:
         """Fields of `requested` (flags given with `--resume`) that differ from this job."""
-        mine = self.to_dict()
+        mine = {**self.to_dict(), "start": self.start}  # every field, `start` too
         return [
             f"{name}={value!r} (the job has {mine[name]!r})"
             for name, value in requested.items()

@@ -65,8 +65,12 @@ class JobSpec:
         return self.target_mde_pct is not None or self.budget_s is not None
 
     def to_dict(self) -> dict[str, Any]:
-        """plan.json's "job" object (every field; a schema-2 plan's job lacks the later ones)."""
-        return dataclasses.asdict(self)
+        """plan.json's "job" object (every field; a schema-2 plan's job lacks the later ones;
+        `start` only for a `--from` job, so the plans written before it read back the same)."""
+        data = dataclasses.asdict(self)
+        if not self.start:
+            del data["start"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
