@@ -252,6 +252,8 @@ def test_fp16_gradients_follow_fp32_at_the_articles_width(make, real_cifar):
     assert_fp16_gradients_follow_fp32(make, 64, real_cifar)
 
 
+# Slow (~8 s): the gradient tests above keep fp16's numerics in the default suite.
+@pytest.mark.slow
 def test_fp16_training_on_the_cpu_learns_like_fp32(real_cifar):
     """A short real run with `precision=fp16` (fp16 model, fp32 BatchNorm): its loss falls, and
     per epoch it stays within 0.06 of the fp32 run's: 3x the fp32 runs' own seed-to-seed standard
