@@ -530,15 +530,16 @@ def _article_totals(
     default = max(s["number"] for s in series["steps"] if s["part"] == first_part)
     last = max(numbers, default=default)
     times = {s["number"]: s["time_s"] for s in series["steps"]}
+    start_s = times[start_step or 0]
     return ArticleTotals(
         device=series["device"],
         times_s={str(k): v for k, v in times.items()},
         labels={str(s["number"]): s["label"] for s in series["steps"]},
         rules={str(s["number"]): s["rule"] for s in series["steps"]},
         last_step=last,
-        baseline_s=times[start_step or 0],
+        baseline_s=start_s,
         final_s=times[last],
-        saved_s=times[start_step or 0] - times[last],
+        saved_s=start_s - times[last],
         start_step=start_step,
     )
 

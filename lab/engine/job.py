@@ -14,7 +14,7 @@ what running it needs, and knows nothing of training: `lab.engine.runner` execut
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +158,7 @@ class Job(JobSpec):
 
     def conflicts(self, requested: dict[str, Any]) -> list[str]:
         """Fields of `requested` (flags given with `--resume`) that differ from this job."""
-        mine = {**self.to_dict(), "start": self.start}  # every field, `start` too
+        mine = asdict(self)  # every field (plan.json's form omits an empty start)
         return [
             f"{name}={value!r} (the job has {mine[name]!r})"
             for name, value in requested.items()

@@ -13,9 +13,8 @@ SUMMARY = "summary.json"
 REPORT = "report.md"
 WATERFALL = "waterfall"  # .png and .svg
 BREAKDOWN = "breakdown"  # .png and .svg: the timed region per phase, per variant (or profiled)
-STEP_PHASES = (
-    "step-phases"  # .png and .svg: each step's saving split by phase (records with phases)
-)
+# .png and .svg: each step's saving split by phase (records with phases)
+STEP_PHASES = "step-phases"
 LEAVE_ONE_OUT = "leave-one-out"  # .png and .svg, with --leave-one-out
 TENSORBOARD = "tb"  # the TensorBoard logdir
 CHART_FORMATS = ("png", "svg")

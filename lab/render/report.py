@@ -426,8 +426,7 @@ def _phase_reading(rows: list[tuple[str, dict[str, PhaseSaving], float]]) -> lis
         parts = ", ".join(f"{phase} {phase_saving(savings[phase])}" for phase in named)
         rest = (
             f" (also significant, each under {MATERIAL_SHARE:.0%} of the largest or of the "
-            f"saving: "
-            f"{', '.join(small)})"
+            f"saving: {', '.join(small)})"
             if small
             else ""
         )
