@@ -40,6 +40,9 @@ from lab.train.reference import Recipe, Reference, augmented_epoch, batches
 from lab.train.trainer import Trainer, no_phase
 
 LIMIT = 1.03  # the lab's step and loop may take at most 3% longer than the reference's
+# The figures `--measure` picks from, in the order they run: each costs minutes at many pairs,
+# so a long run for one figure need not pay for the others.
+MEASURES = ("step", "loop", "accounting")
 
 
 def final_config(preset: str, width: int) -> Config:
@@ -48,9 +51,10 @@ def final_config(preset: str, width: int) -> Config:
     return replace(config, width=width)
 
 
-def recipe_of(config: Config, ema_rho: float) -> Recipe:
-    """The reference's hyperparameters, read from the lab's config; `ema_rho` is the rho the
-    lab's run uses (`Trainer.ema_rho`: a scaled preset shortens the EMA's memory)."""
+def recipe_of(config: Config, ema_rho: float, bn_momentum: float) -> Recipe:
+    """The reference's hyperparameters, read from the lab's config; `ema_rho` and
+    `bn_momentum` are the ones the lab's run uses (`Trainer.ema_rho`, `Trainer.bn_momentum`:
+    a scaled preset shortens both memories)."""
     return Recipe(
         batch_size=config.batch_size,
         splits=config.bn_splits,
@@ -62,6 +66,7 @@ def recipe_of(config: Config, ema_rho: float) -> Recipe:
         bias_lr_scale=config.bias_lr_scale,
         bias_wd_scale=config.bias_wd_scale,
         ema_rho=ema_rho,
+        bn_momentum=bn_momentum,
         ema_every=config.ema_every,
         lr_knots=tuple(tuple(knot) for knot in config.lr_knots),
     )
@@ -230,6 +235,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--loop-pairs", type=int, default=8, help="paired epochs per width (default 8)"
     )
     parser.add_argument("--block", type=int, default=5, help="steps per side per pair (5)")
+    parser.add_argument(
+        "--measure",
+        default=",".join(MEASURES),
+        help=f"comma-separated figures to measure (default all: {','.join(MEASURES)})",
+    )
     parser.add_argument("--data", default=None, help="CIFAR-10 folder (default: as lab.ablate)")
     parser.add_argument("--out", type=Path, default=None, help="append results here (JSON lines)")
     parser.add_argument("--seed", type=int, default=0)
@@ -254,8 +264,17 @@ def _widths(text: str) -> list[int]:
     return widths
 
 
+def _measures(text: str) -> list[str]:
+    names = [name for name in text.split(",") if name]
+    unknown = [name for name in names if name not in MEASURES]
+    if unknown or not names:
+        raise LabError(f"--measure {text}: unknown figure; valid figures: {', '.join(MEASURES)}")
+    return [name for name in MEASURES if name in names]
+
+
 def _main(args: argparse.Namespace) -> int:
     widths = _widths(args.widths)
+    measures = _measures(args.measure)
     if args.pairs < 3 or args.loop_pairs < 3:
         raise LabError("--pairs and --loop-pairs: at least 3 (an interval needs 3 pairs)")
     if args.block < 1:
@@ -263,7 +282,7 @@ def _main(args: argparse.Namespace) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     data = load_cifar(find_or_fetch_data(args.data), progress=False)
     order = random.Random(args.seed)
-    rows = []
+    meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **metadata(device)}
     for width in widths:
         config = final_config(args.preset, width)
         _check_supported(config)
@@ -271,19 +290,19 @@ def _main(args: argparse.Namespace) -> int:
         trainer = Trainer(config, cut, device, args.seed)
         trainer.warm_up()
         weights = list(trainer.model.state_dict().values())
-        reference = Reference(weights, recipe_of(config, trainer.ema_rho))
-        for figure in (
-            bench_steps(trainer, reference, args.pairs, order, args.block),
-            bench_loop(trainer, reference, args.loop_pairs, order),
-            bench_accounting(trainer, args.loop_pairs, order),
-        ):
-            rows.append({"width": width, "preset": args.preset, **figure})
-            print(_line(rows[-1]), flush=True)
-    if args.out is not None:
-        meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **metadata(device)}
-        with args.out.open("a") as handle:
-            for row in rows:
-                handle.write(json.dumps({**meta, **row}) + "\n")
+        reference = Reference(weights, recipe_of(config, trainer.ema_rho, trainer.bn_momentum))
+        runs = {
+            "step": partial(bench_steps, trainer, reference, args.pairs, order, args.block),
+            "loop": partial(bench_loop, trainer, reference, args.loop_pairs, order),
+            "accounting": partial(bench_accounting, trainer, args.loop_pairs, order),
+        }
+        for name in measures:
+            figure = runs[name]()
+            row = {"width": width, "preset": args.preset, **figure}
+            print(_line(row), flush=True)
+            if args.out is not None:  # each figure as it lands: a long run interrupted keeps them
+                with args.out.open("a") as handle:
+                    handle.write(json.dumps({**meta, **row}) + "\n")
     return 0
 
 

@@ -39,7 +39,7 @@ def pair(real_cifar):
     data = subset(real_cifar, 1024, 256, 0)
     trainer = Trainer(config, data, torch.device("cpu"), 0)
     weights = list(trainer.model.state_dict().values())
-    reference = Reference(weights, recipe_of(config, trainer.ema_rho))
+    reference = Reference(weights, recipe_of(config, trainer.ema_rho, trainer.bn_momentum))
     return trainer, reference
 
 
@@ -75,6 +75,7 @@ def test_the_reference_computes_what_the_lab_computes(pair) -> None:
         (["--widths", "eight"], "--widths"),
         (["--pairs", "2"], "--pairs"),
         (["--block", "0"], "--block"),
+        (["--measure", "step,speed"], "--measure"),
     ],
 )
 def test_bad_flags_get_one_line(args, fragment) -> None:

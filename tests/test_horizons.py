@@ -9,12 +9,17 @@ import pytest
 import torch
 
 import ablations  # noqa: F401  (registers the steps)
-from lab.recipe.horizons import article_weight_average_updates, run_ema_rho
+from lab.recipe.horizons import (
+    article_training_steps,
+    article_weight_average_updates,
+    run_bn_momentum,
+    run_ema_rho,
+)
 from lab.recipe.horizons import weight_average_updates as updates
 from lab.recipe.presets import PRESETS
 from lab.recipe.registry import series_steps
 from lab.recipe.variant import cumulative_variants
-from lab.recipe.workload import FULL_TRAIN_SIZE, subset_sizes
+from lab.recipe.workload import FULL_TRAIN_SIZE, steps_per_pass, subset_sizes
 from lab.train.data import subset
 from lab.train.trainer import Trainer
 
@@ -74,3 +79,37 @@ def test_the_trainer_averages_with_the_runs_rho(real_cifar):
     expected = run_ema_rho(config, len(part.train_labels))
     assert expected < config.ema_rho
     assert trainer.ema is not None and trainer.ema.rho == expected == trainer.ema_rho
+
+
+def test_batchnorm_statistics_keep_their_fraction_of_the_run():
+    # Their memory, -1 / ln(1 - m) steps, is the same share of the article's steps and the run's.
+    config = ema_variant("cpu-series-long")
+    train_size = subset_sizes(config)[0]
+    momentum = run_bn_momentum(config, train_size)
+
+    def memory(m: float) -> float:
+        return -1 / math.log(1 - m)
+
+    run_steps = sum(steps_per_pass(config, train_size))
+    assert article_training_steps(config) == 13 * 97  # 13 epochs, the last batch dropped
+    assert memory(momentum) / run_steps == pytest.approx(
+        memory(config.bn_momentum) / article_training_steps(config), rel=1e-12
+    )
+    assert config.bn_momentum < momentum < 1
+
+
+def test_batchnorm_momentum_as_written_and_at_the_articles_scale():
+    article = dataclasses.replace(ema_variant("dawnbench"), horizons="scaled")
+    assert run_bn_momentum(article, FULL_TRAIN_SIZE) == pytest.approx(article.bn_momentum)
+    written = dataclasses.replace(ema_variant("cpu-series-long"), horizons="as_written")
+    assert run_bn_momentum(written, 10_240) == written.bn_momentum
+
+
+def test_the_network_keeps_its_statistics_at_the_runs_momentum(real_cifar):
+    config = dataclasses.replace(ema_variant("smoke"), train_images=1024)
+    part = subset(real_cifar, config.train_images, config.test_images, config.subset_seed)
+    trainer = Trainer(config, part, torch.device("cpu"), seed=0)
+    expected = run_bn_momentum(config, len(part.train_labels))
+    norms = [m for m in trainer.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and {m.momentum for m in norms} == {expected} == {trainer.bn_momentum}
+    assert expected > config.bn_momentum

@@ -61,6 +61,8 @@ class Config:
     bn_splits: int = 1  # ghost BatchNorm: each training batch is normalised in this many
     # interleaved groups (example n in group n mod splits); 1: plain BatchNorm
     bn_scale_frozen: bool = False  # BatchNorm scales fixed at 1 and not trained
+    bn_momentum: float = 0.1  # BatchNorm's running statistics per training step: stat <-
+    # (1 - m) stat + m batch_stat (PyTorch's default and the source's); evaluation reads them
     bn_precision: str = "model"  # model: BatchNorm in the model's dtype; fp32: BatchNorm
     # parameters and statistics stay fp32 in an fp16 model (no effect when the model is fp32)
     whitening: bool = False  # the prep convolution becomes a frozen 3x3 PCA-whitening conv
@@ -152,6 +154,8 @@ class Config:
             raise LabError(f"config label_smoothing={self.label_smoothing}: must be in [0, 1)")
         if not 0 <= self.ema_rho < 1:
             raise LabError(f"config ema_rho={self.ema_rho}: must be in [0, 1)")
+        if not 0 < self.bn_momentum <= 1:
+            raise LabError(f"config bn_momentum={self.bn_momentum}: must be in (0, 1]")
         if not 0 <= self.cutout <= 32:
             raise LabError(f"config cutout={self.cutout}: must be 0 to 32 pixels")
         # Ghost BatchNorm views a batch as (N / splits, splits x C, H, W): every training batch

@@ -35,10 +35,7 @@ def weight_average_updates(config: Config, train_size: int) -> int:
 
 def article_weight_average_updates(config: Config) -> int:
     """The same count for the article's run of this recipe: every image, its own epochs."""
-    article = dataclasses.replace(
-        config, train_images=None, epochs=config.epochs / config.epoch_scale, epoch_scale=1.0
-    )
-    return weight_average_updates(article, FULL_TRAIN_SIZE)
+    return weight_average_updates(_article_run(config), FULL_TRAIN_SIZE)
 
 
 def run_ema_rho(config: Config, train_size: int) -> float:
@@ -47,3 +44,24 @@ def run_ema_rho(config: Config, train_size: int) -> float:
         return config.ema_rho
     ratio = article_weight_average_updates(config) / weight_average_updates(config, train_size)
     return config.ema_rho**ratio
+
+
+def run_bn_momentum(config: Config, train_size: int) -> float:
+    """BatchNorm's running-statistics momentum this run uses: as written, or its memory kept
+    the same fraction of the run's optimiser steps. The statistics forget at 1 - m per step,
+    so (1 - m_run) = (1 - m) ** (n_article / n_run), n counting training steps."""
+    if config.horizons == "as_written":
+        return config.bn_momentum
+    ratio = article_training_steps(config) / sum(steps_per_pass(config, train_size))
+    return 1 - (1 - config.bn_momentum) ** ratio
+
+
+def article_training_steps(config: Config) -> int:
+    """Optimiser steps of the article's run of this recipe: every image, its own epochs."""
+    return sum(steps_per_pass(_article_run(config), FULL_TRAIN_SIZE))
+
+
+def _article_run(config: Config) -> Config:
+    return dataclasses.replace(
+        config, train_images=None, epochs=config.epochs / config.epoch_scale, epoch_scale=1.0
+    )

@@ -96,6 +96,7 @@ class Options:
             if config.bn_splits > 1
             else nn.BatchNorm2d(channels)
         )
+        bn.momentum = config.bn_momentum
         if config.bn_scale_frozen:
             bn.weight.requires_grad_(False)  # stays at its initial 1
         return bn

@@ -24,14 +24,14 @@ import resource
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from lab.recipe.config import Config
-from lab.recipe.horizons import run_ema_rho
+from lab.recipe.horizons import run_bn_momentum, run_ema_rho
 from lab.recipe.vocabulary import OTHER, PHASES
 from lab.recipe.workload import steps_per_pass
 from lab.train.clock import NoLedger, PhaseLedger, clock_for
@@ -103,6 +103,8 @@ class RunResult:
     cpu_children_s: float = 0.0  # user+system CPU seconds of worker processes (reaped)
     ema_rho: float = 0.0  # the weight EMA's rho per update this run used: the config's, or
     # its memory scaled to the run's length (`horizons`); 0: no EMA
+    bn_momentum: float = 0.1  # BatchNorm's running-statistics momentum this run used: the
+    # config's, or its memory scaled to the run's steps (`horizons`)
 
     @property
     def train_s(self) -> float:
@@ -324,6 +326,7 @@ class Trainer:
         self.whitening_s = 0.0
         filters = self._whitening(data) if config.whitening else None
         self.preprocess_s = self.pipeline.preprocess_s + self.whitening_s
+        self.bn_momentum = run_bn_momentum(config, self.pipeline.train_size)
         self.model = self._model(filters)
         self.optimizer = _optimizer(self.model, config)
         self.ema_rho = run_ema_rho(config, self.pipeline.train_size)
@@ -338,7 +341,8 @@ class Trainer:
 
     def _model(self, filters: torch.Tensor | None) -> torch.nn.Module:
         """The network on the device, in the run's precision and memory format."""
-        return self.placement.model(build_network(self.config, filters))
+        config = replace(self.config, bn_momentum=self.bn_momentum)
+        return self.placement.model(build_network(config, filters))
 
     def _pipeline(self, data: Cifar) -> Pipeline:
         if self.config.data_path == "device":
@@ -564,6 +568,7 @@ def run_training(
         setup_s=trainer.setup_s,
         warmup_s=trainer.warmup_s,
         ema_rho=trainer.ema_rho,
+        bn_momentum=trainer.bn_momentum,
     )
     # Garbage left by the previous run (another variant's network, loaders, arrays) would
     # otherwise be collected inside this run's timed region, charging one variant for another.
