@@ -49,6 +49,15 @@ TEST_CACHE = REPO / ".pytest-lab-cache"
 
 os.environ["LAB_CACHE"] = str(TEST_CACHE)
 
+# The tests' Ctrl-C is a terminal's: SIGINT at its default disposition in the lab's processes.
+# A suite started in the background (`make test &`) inherits SIGINT ignored from the shell; an
+# ignored signal stays ignored across exec, so Python installs no KeyboardInterrupt handler and
+# the ctrl-c tests' jobs and servers never stop (measured: the job ran to its last record, the
+# TensorBoard server until the hang rule killed it). A handler here is reset to the default in
+# every child at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 # Where `$LAB_DATA` points for a test that did not request `real_data_path`: a folder that never
 # exists, named so that the lab's error ("<path>: no such file or directory") says what to do.
 NO_DATA_REQUESTED = TEST_CACHE / "no-data (request the real_data_path fixture, tests/conftest.py)"
