@@ -212,7 +212,9 @@ def test_summed_loss_keeps_backward_gradients_in_fp16_range(make, real_cifar):
     # The old form, for contrast: it is what the summed loss fixes.
     assert mean_counts["subnormal"] > 0.9 * mean_counts["nonzero"]
     assert mean_counts["flushed"] > 0.03 * mean_counts["nonzero"]
-    assert min(cosines(exact, mean).values()) < 0.999
+    # Its worst cosine is below the summed form's: 0.998 on the machine measured above, 0.9994 on
+    # another CPU (Xeon, avx512_fp16): a fixed threshold would test the machine, not the loss.
+    assert min(cosines(exact, mean).values()) < min(cosines(exact, summed).values())
 
 
 def test_fp16_gradients_follow_fp32_at_batch_512(real_cifar):
