@@ -1,14 +1,17 @@
-"""`python -m lab.bench`: the lab's Part-8 training step and timed loop against a straight-line
-reference (`lab/train/reference.py`), paired, so the lab's own overhead is a measured figure.
+"""`python -m lab.bench`: the lab's training step and timed loop against a straight-line
+reference, paired, so the lab's own overhead is a measured figure: for the final variant of
+each chapter (`--recipe`): Part 8's (the last `--series full` variant, against
+`lab/train/reference.py`) and Part 1's (the last `--series part1` variant, its DataLoader
+pipeline included, against `lab/train/reference_part1.py`).
 
-Both sides run in one process on copied weights: the lab's `Trainer` of the last `--series
-full` variant (every measurement it records switched on) and the reference built from its
-state. Each pair runs both on the same batch (or the same epoch's data), in a random order per
-pair; the figure is the geometric mean of the per-pair time ratios lab / reference and its 95%
-Student-t interval (`lab.analysis.stats.paired_ratio`), as the lab's own verdicts are. A
-ratio's upper end under 1.03 means the lab adds less than 3%. A third figure pairs the lab's
-timed loop with its phase accounting on and off: the accounting's own cost. Results append to
-`--out` (JSON lines, one per measurement) and print as a table; docs/profiling.md has the
+Both sides run in one process on copied weights: the lab's `Trainer` of the recipe (every
+measurement it records switched on) and the reference built from its state. Each pair runs
+both on the same batch (or the same epoch's data), in a random order per pair; the figure is
+the geometric mean of the per-pair time ratios lab / reference and its 95% Student-t interval
+(`lab.analysis.stats.paired_ratio`), as the lab's own verdicts are. A ratio's upper end under
+1.03 means the lab adds less than 3%. A third figure pairs the lab's timed loop with its phase
+accounting on and off: the accounting's own cost. Results append to `--out` (JSON lines, one
+per measurement) and print as a table; docs/profiling.md has the
 figures of this machine.
 """
 
@@ -20,7 +23,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -34,8 +37,11 @@ from lab.recipe import registry
 from lab.recipe.config import Config
 from lab.recipe.presets import get_preset
 from lab.recipe.variant import apply_steps
+from lab.recipe.workload import CIFAR_MEAN, CIFAR_STD
+from lab.train import reference_part1 as part1
 from lab.train.clock import PhaseLedger
-from lab.train.data import find_or_fetch_data, load_cifar, subset
+from lab.train.data import Cifar, find_or_fetch_data, load_cifar, subset
+from lab.train.pipeline import LoaderPipeline
 from lab.train.reference import Recipe, Reference, augmented_epoch, batches
 from lab.train.trainer import Trainer, no_phase
 
@@ -45,9 +51,9 @@ LIMIT = 1.03  # the lab's step and loop may take at most 3% longer than the refe
 MEASURES = ("step", "loop", "accounting")
 
 
-def final_config(preset: str, width: int) -> Config:
-    """The last variant of `--series full` at `preset`, at `width`."""
-    config = apply_steps(get_preset(preset).config, registry.series_steps("full"))
+def final_config(preset: str, width: int, series: str = "full") -> Config:
+    """The last variant of `--series SERIES` at `preset`, at `width`."""
+    config = apply_steps(get_preset(preset).config, registry.series_steps(series))
     return replace(config, width=width)
 
 
@@ -68,25 +74,69 @@ def recipe_of(config: Config, ema_rho: float, bn_momentum: float) -> Recipe:
         ema_rho=ema_rho,
         bn_momentum=bn_momentum,
         ema_every=config.ema_every,
-        lr_knots=tuple(tuple(knot) for knot in config.lr_knots),
+        lr_knots=config.run_schedule.knots,
     )
 
 
-def _check_supported(config: Config) -> None:
-    wanted = {
-        "architecture": "resnet9",
-        "whitening": True,
-        "pool_order": "pool_then_bn",
-        "activation": "celu",
-        "bn_scale_frozen": True,
-        "data_path": "device",
-        "sgd_update": "page",
-        "tta": "flip",
-    }
+def part1_recipe_of(config: Config, bn_momentum: float) -> part1.Part1Recipe:
+    """Part 1's reference hyperparameters, read from the lab's config; `bn_momentum` is the
+    one the lab's run uses (`Trainer.bn_momentum`)."""
+    return part1.Part1Recipe(
+        batch_size=config.batch_size,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        lr_knots=config.run_schedule.knots,
+        bn_momentum=bn_momentum,
+    )
+
+
+# What each reference implements: the config fields (and their values) of its chapter's final
+# variant. A config off these would time a recipe the reference does not compute.
+PART8_FIELDS = {
+    "architecture": "resnet9",
+    "whitening": True,
+    "pool_order": "pool_then_bn",
+    "activation": "celu",
+    "bn_scale_frozen": True,
+    "data_path": "device",
+    "sgd_update": "page",
+    "tta": "flip",
+    "cutout": 0,
+}
+PART1_FIELDS = {
+    "architecture": "resnet18",
+    "prep_bn": False,
+    "whitening": False,
+    "activation": "relu",
+    "bn_splits": 1,
+    "bn_scale_frozen": False,
+    "logit_scale": 1.0,
+    "data_path": "loader",
+    "preprocessing": "cached",
+    "augment_rng": "bulk",
+    "train_workers": 0,
+    "test_workers": 0,
+    "drop_last": False,
+    "cutout": 0,
+    "sgd_update": "torch",
+    "nesterov": True,
+    "bias_lr_scale": 1.0,
+    "bias_wd_scale": 1.0,
+    "label_smoothing": 0.0,
+    "ema_rho": 0.0,
+    "tta": "none",
+}
+
+
+def _check_supported(config: Config, chapter: Chapter) -> None:
+    wanted = chapter.fields
     wrong = [f"{k}={getattr(config, k)}" for k, v in wanted.items() if getattr(config, k) != v]
-    if wrong or config.cutout or not config.ema_rho:
+    if chapter.name == "part8" and not config.ema_rho:
+        wrong.append("ema_rho=0")
+    if wrong:
         raise LabError(
-            f"lab.bench: the reference is Part 8's final recipe; this config has {wrong}"
+            f"lab.bench: the {chapter.name} reference is its chapter's final recipe; "
+            f"this config has {wrong}"
         )
     if config.train_images is not None and config.train_images < config.batch_size:
         raise LabError(
@@ -121,7 +171,7 @@ def bench_steps(
     rates, the two blocks in a random order. A block, not a single step, is the unit timed:
     per-step times on shared cores scatter by ~25%, a block's by about 1/sqrt(block) of it."""
     config = trainer.config
-    images, labels = trainer.pipeline.train[:, :, 4:36, 4:36], trainer.pipeline.train_labels
+    images, labels = _centre_crops(trainer)
     size = config.batch_size
     lab_s, reference_s = [], []
     trainer.model.train()
@@ -131,7 +181,7 @@ def bench_steps(
         for index in indices:
             start = (index * size) % (len(labels) - size + 1)
             batch = images[start : start + size].contiguous(), labels[start : start + size]
-            rate = reference.rate((index + 1) / trainer.pipeline.steps_per_epoch)  # Page's +1
+            rate = reference.step_rate(0, index, trainer.pipeline.steps_per_epoch)
             steps.append((batch, rate, index))
         sides = [
             ("lab", partial(_lab_steps, trainer, steps)),
@@ -143,6 +193,18 @@ def bench_steps(
             lab_s.append(times["lab"] / block)
             reference_s.append(times["reference"] / block)
     return _figure("training step", reference_s, lab_s)
+
+
+def _centre_crops(trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training set's padded images cut to their centre 32x32, and the labels: either
+    pipeline's, as the step's input (the augmentation is the loop's, not the step's)."""
+    pipeline = trainer.pipeline
+    if isinstance(pipeline, LoaderPipeline):
+        dataset = pipeline.train_loader.dataset
+        padded = torch.from_numpy(dataset.padded)  # type: ignore[attr-defined]
+        labels = torch.from_numpy(dataset.labels)  # type: ignore[attr-defined]
+        return padded[:, :, 4:36, 4:36], labels
+    return pipeline.train[:, :, 4:36, 4:36], pipeline.train_labels  # type: ignore[attr-defined]
 
 
 def _lab_steps(trainer: Trainer, steps: list) -> None:
@@ -157,29 +219,17 @@ def _reference_steps(reference: Reference, steps: list) -> None:
         reference.step(*batch, rate, index)
 
 
-def bench_loop(trainer: Trainer, reference: Reference, pairs: int, order: random.Random) -> dict:
+def bench_loop(
+    trainer: Trainer, reference_epoch: Callable[[], None], pairs: int, order: random.Random
+) -> dict:
     """Per pair: the lab's timed region of one epoch (training pass + evaluation, as
-    `run_training` times it) and the reference's (augment, train, evaluate with TTA)."""
-    config, pipeline = trainer.config, trainer.pipeline
-    generator = torch.Generator(pipeline.generator_device).manual_seed(1)
+    `run_training` times it) and the reference's (`Chapter.loop`), in a random order."""
     lab_s, reference_s = [], []
     for index in range(pairs + 1):
 
         def lab_epoch() -> None:
             trainer.train_epoch(0)
             trainer.evaluate()
-
-        def reference_epoch() -> None:
-            data, labels = augmented_epoch(
-                pipeline.train, pipeline.train_labels, generator, config.augment_max_options
-            )
-            losses = torch.zeros(())
-            for step, (x, y) in enumerate(batches(data, labels, config.batch_size)):
-                losses += reference.step(
-                    x, y, reference.rate(step / pipeline.steps_per_epoch), step
-                )
-            float(losses)
-            reference.evaluate(pipeline.test, pipeline.test_labels, config.test_batch_size)
 
         sides = [("lab", lab_epoch), ("reference", reference_epoch)]
         order.shuffle(sides)
@@ -188,6 +238,81 @@ def bench_loop(trainer: Trainer, reference: Reference, pairs: int, order: random
             lab_s.append(times["lab"])
             reference_s.append(times["reference"])
     return _figure("timed loop (epoch + evaluation)", reference_s, lab_s)
+
+
+def part8_loop(trainer: Trainer, reference: Reference) -> Callable[[], None]:
+    """Part 8's reference epoch: augment the set on its device, train, evaluate with TTA."""
+    config, pipeline = trainer.config, trainer.pipeline
+    generator = torch.Generator(pipeline.generator_device).manual_seed(1)
+
+    def epoch() -> None:
+        data, labels = augmented_epoch(
+            pipeline.train, pipeline.train_labels, generator, config.augment_max_options
+        )
+        losses = torch.zeros(())
+        for step, (x, y) in enumerate(batches(data, labels, config.batch_size)):
+            losses += reference.step(
+                x, y, reference.step_rate(0, step, pipeline.steps_per_epoch), step
+            )
+        float(losses)
+        reference.evaluate(pipeline.test, pipeline.test_labels, config.test_batch_size)
+
+    return epoch
+
+
+def part1_loop(
+    trainer: Trainer, reference: part1.Part1Reference, data: Cifar
+) -> Callable[[], None]:
+    """Part 1's reference epoch: its own DataLoaders over its own once-preprocessed set
+    (preprocessed here, outside the timed region, as the lab's is before training)."""
+    config = trainer.config
+    padded = part1.preprocess(data.train_images, CIFAR_MEAN, CIFAR_STD, part1.PAD)
+    prepared = part1.preprocess(data.test_images, CIFAR_MEAN, CIFAR_STD, 0)
+    train = part1.train_loader(padded, data.train_labels, config.batch_size, 1, 2)
+    test = part1.evaluation_loader(prepared, data.test_labels, config.test_batch_size)
+
+    def epoch() -> None:
+        reference.train_epoch(train, 0)
+        reference.evaluate(test)
+
+    return epoch
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """A chapter's final recipe as the bench runs it: the lab series it ends, the fields its
+    reference implements, and how the reference is built and its epoch run."""
+
+    name: str  # --recipe
+    series: str  # the `--series` whose last variant it is
+    fields: dict[str, object]
+    reference: Callable[[Trainer], object]
+    loop: Callable[[Trainer, object, Cifar], Callable[[], None]]
+
+
+def _part8_reference(trainer: Trainer) -> Reference:
+    weights = list(trainer.model.state_dict().values())
+    return Reference(weights, recipe_of(trainer.config, trainer.ema_rho, trainer.bn_momentum))
+
+
+def _part1_reference(trainer: Trainer) -> part1.Part1Reference:
+    weights = list(trainer.model.state_dict().values())
+    return part1.Part1Reference(weights, part1_recipe_of(trainer.config, trainer.bn_momentum))
+
+
+CHAPTERS = {
+    chapter.name: chapter
+    for chapter in (
+        Chapter(
+            "part8",
+            "full",
+            PART8_FIELDS,
+            _part8_reference,
+            lambda trainer, reference, data: part8_loop(trainer, reference),  # type: ignore[arg-type]
+        ),
+        Chapter("part1", "part1", PART1_FIELDS, _part1_reference, part1_loop),  # type: ignore[arg-type]
+    )
+}
 
 
 def bench_accounting(trainer: Trainer, pairs: int, order: random.Random) -> dict:
@@ -226,6 +351,11 @@ def _figure(what: str, reference_s: list[float], lab_s: list[float]) -> dict:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m lab.bench", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--recipe",
+        default=",".join(CHAPTERS),
+        help=f"comma-separated chapters whose final recipe is timed (default {','.join(CHAPTERS)})",
+    )
     parser.add_argument(
         "--preset", default="cpu-series", help="scale of the data (default cpu-series)"
     )
@@ -272,7 +402,16 @@ def _measures(text: str) -> list[str]:
     return [name for name in MEASURES if name in names]
 
 
+def _chapters(text: str) -> list[Chapter]:
+    names = [name for name in text.split(",") if name]
+    unknown = [name for name in names if name not in CHAPTERS]
+    if unknown or not names:
+        raise LabError(f"--recipe {text}: unknown recipe; valid recipes: {', '.join(CHAPTERS)}")
+    return [CHAPTERS[name] for name in dict.fromkeys(names)]
+
+
 def _main(args: argparse.Namespace) -> int:
+    chapters = _chapters(args.recipe)
     widths = _widths(args.widths)
     measures = _measures(args.measure)
     if args.pairs < 3 or args.loop_pairs < 3:
@@ -283,34 +422,51 @@ def _main(args: argparse.Namespace) -> int:
     data = load_cifar(find_or_fetch_data(args.data), progress=False)
     order = random.Random(args.seed)
     meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **metadata(device)}
-    for width in widths:
-        config = final_config(args.preset, width)
-        _check_supported(config)
-        cut = subset(data, config.train_images, config.test_images, config.subset_seed)
-        trainer = Trainer(config, cut, device, args.seed)
-        trainer.warm_up()
-        weights = list(trainer.model.state_dict().values())
-        reference = Reference(weights, recipe_of(config, trainer.ema_rho, trainer.bn_momentum))
-        runs = {
-            "step": partial(bench_steps, trainer, reference, args.pairs, order, args.block),
-            "loop": partial(bench_loop, trainer, reference, args.loop_pairs, order),
-            "accounting": partial(bench_accounting, trainer, args.loop_pairs, order),
-        }
-        for name in measures:
-            figure = runs[name]()
-            row = {"width": width, "preset": args.preset, **figure}
-            print(_line(row), flush=True)
-            if args.out is not None:  # each figure as it lands: a long run interrupted keeps them
-                with args.out.open("a") as handle:
-                    handle.write(json.dumps({**meta, **row}) + "\n")
+    for chapter in chapters:
+        for width in widths:
+            _bench_one(chapter, width, data, measures, order, args, meta, device)
     return 0
+
+
+def _bench_one(
+    chapter: Chapter,
+    width: int,
+    data: Cifar,
+    measures: list[str],
+    order: random.Random,
+    args: argparse.Namespace,
+    meta: dict,
+    device: torch.device,
+) -> None:
+    """Every asked figure of one chapter's recipe at one width, printed and appended as each
+    lands (a long run interrupted keeps them)."""
+    config = final_config(args.preset, width, chapter.series)
+    _check_supported(config, chapter)
+    cut = subset(data, config.train_images, config.test_images, config.subset_seed)
+    trainer = Trainer(config, cut, device, args.seed)
+    trainer.warm_up()
+    reference = chapter.reference(trainer)
+    runs = {
+        "step": partial(bench_steps, trainer, reference, args.pairs, order, args.block),
+        "loop": lambda: bench_loop(
+            trainer, chapter.loop(trainer, reference, cut), args.loop_pairs, order
+        ),
+        "accounting": partial(bench_accounting, trainer, args.loop_pairs, order),
+    }
+    for name in measures:
+        row = {"recipe": chapter.name, "width": width, "preset": args.preset, **runs[name]()}
+        print(_line(row), flush=True)
+        if args.out is not None:
+            with args.out.open("a") as handle:
+                handle.write(json.dumps({**meta, **row}) + "\n")
 
 
 def _line(row: dict) -> str:
     interval = f"[{row['low']:.3f}, {row['high']:.3f}]" if row["low"] is not None else "[n/a]"
     verdict = "within 3%" if row["within_limit"] else "NOT within 3%"
     return (
-        f"width {row['width']:>3}  {row['what']:<32} lab {row['lab_median_s'] * 1000:8.1f} ms  "
+        f"{row['recipe']}  width {row['width']:>3}  {row['what']:<32}  "
+        f"lab {row['lab_median_s'] * 1000:8.1f} ms  "
         f"reference {row['reference_median_s'] * 1000:8.1f} ms  lab/reference {row['ratio']:.3f} "
         f"{interval}  {verdict}  ({row['pairs']} pairs)"
     )

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from lab.recipe.config import Config
-from lab.train.network import build_resnet18, count_parameters, flops_per_image
+from lab.train.network import build_airbench, build_resnet18, count_parameters, flops_per_image
 
 
 def resnet18(width: int = 64, prep_bn: bool = True) -> nn.Module:
@@ -87,3 +87,42 @@ def test_width_must_be_positive():
 
     with pytest.raises(LabError, match="width"):
         Config(width=0)
+
+
+def airbench(width: int = 64) -> nn.Module:
+    return build_airbench(Config(architecture="airbench", width=width, bn_scale_frozen=True))
+
+
+def test_airbench_parameter_count_matches_its_readme():
+    """airbench's README gives 1,971,640 parameters: every parameter but the BatchNorm scales,
+    which the source creates and freezes at 1 (`weight=False`). The lab counts trainable
+    parameters too (`count_parameters`), so the module's whole count is larger by the frozen
+    scales: the stem's BatchNorm (24) and each group's two (its width each), 1,176."""
+    model = airbench()
+    assert count_parameters(model) == 1_971_640
+    frozen_scales = 24 + 2 * 64 + 2 * 256 + 2 * 256
+    assert sum(p.numel() for p in model.parameters()) == 1_971_640 + frozen_scales
+
+
+def test_airbench_maps_shrink_as_the_source_says():
+    model = airbench(8).eval()
+    sizes = []
+    hooks = [
+        block.register_forward_hook(lambda m, i, o: sizes.append(o.shape[-1]))
+        for block in model[:5]
+    ]
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    for hook in hooks:
+        hook.remove()
+    assert sizes == [31, 15, 7, 3, 1]
+
+
+def test_airbench_flops_per_image_match_a_count_by_hand():
+    macs = _conv_macs(3, 24, 2, 31)  # the 2x2 stem, no padding: 31x31
+    for c_in, c_out, size in ((24, 64, 31), (64, 256, 15), (256, 256, 7)):
+        macs += _conv_macs(c_in, c_out, 3, size)  # before the group's max-pool
+        macs += _conv_macs(c_out, c_out, 3, (size - 1) // 2)  # after it
+    macs += 256 * 10
+    stem_input_grad = _conv_macs(3, 24, 2, 31)
+    config = Config(architecture="airbench", bn_scale_frozen=True)
+    assert flops_per_image(config) == 2 * (3 * macs - stem_input_grad)

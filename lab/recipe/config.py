@@ -28,9 +28,9 @@ DAWNBENCH_LR_KNOTS: tuple[tuple[float, float], ...] = (
 ARTICLE_EPOCHS = 35
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "architecture": ("resnet18", "resnet9"),
+    "architecture": ("resnet18", "resnet9", "airbench"),
     "pool_order": ("act_then_pool", "pool_then_bn"),
-    "activation": ("relu", "celu"),
+    "activation": ("relu", "celu", "gelu"),
     "bn_precision": ("model", "fp32"),
     "precision": ("auto", "fp32", "fp16", "autocast"),
     "tta": ("none", "flip"),
@@ -50,12 +50,13 @@ class Config:
     subset_seed: int = 0  # seed of the class-balanced subset choice (same seed, same images)
     # --- network ---
     architecture: str = "resnet18"  # resnet18: the DAWNBench pre-activation ResNet-18;
-    # resnet9: Page's Part 4 network (prep, three conv-pool layers, two residual blocks)
-    width: int = 64  # channels of the first stage (64: the original widths of either network)
+    # resnet9: Page's Part 4 network (prep, three conv-pool layers, two residual blocks);
+    # airbench: Keller Jordan's airbench94 network (a 2x2 stem, three conv groups, no residuals)
+    width: int = 64  # channels of the first stage (64: the original widths of every network)
     prep_bn: bool = True  # resnet18: keep the duplicated BN-ReLU after the prep convolution
     pool_order: str = "act_then_pool"  # resnet9's conv-pool layers: conv-BN-act-pool, or
     # pool_then_bn: conv-pool-BN-act (BN and activation on a quarter of the pixels)
-    activation: str = "relu"  # relu or celu, everywhere in the network
+    activation: str = "relu"  # relu, celu or gelu (tanh-free, PyTorch's default), everywhere
     celu_alpha: float = 0.075  # CELU's alpha (dimensionless; only read when activation=celu)
     logit_scale: float = 1.0  # multiplies the classifier's output (resnet9: 0.125)
     bn_splits: int = 1  # ghost BatchNorm: each training batch is normalised in this many
@@ -63,6 +64,7 @@ class Config:
     bn_scale_frozen: bool = False  # BatchNorm scales fixed at 1 and not trained
     bn_momentum: float = 0.1  # BatchNorm's running statistics per training step: stat <-
     # (1 - m) stat + m batch_stat (PyTorch's default and the source's); evaluation reads them
+    bn_eps: float = 1e-5  # added to BatchNorm's variance (PyTorch's default; airbench: 1e-12)
     bn_precision: str = "model"  # model: BatchNorm in the model's dtype; fp32: BatchNorm
     # parameters and statistics stay fp32 in an fp16 model (no effect when the model is fp32)
     whitening: bool = False  # the prep convolution becomes a frozen 3x3 PCA-whitening conv
@@ -80,6 +82,9 @@ class Config:
     test_batch_size: int = 512  # test images per evaluation batch
     lr_knots: tuple[tuple[float, float], ...] = DAWNBENCH_LR_KNOTS  # (epoch, learning rate),
     # held at the last value after the last knot; the rate of a mean-over-the-batch loss
+    lr_scale: float = 1.0  # multiplies every rate of `lr_knots` (dimensionless; 1: the rates
+    # as the steps write them): a scale concession for a small run where the article's rates
+    # diverge, set by hand with --set and recorded (docs/presets.md, "Rates at a small scale")
     momentum: float = 0.9  # SGD momentum (Nesterov when `nesterov`)
     nesterov: bool = True  # Nesterov momentum, as the original
     sgd_update: str = "torch"  # torch: torch.optim.SGD, rate read at the step's own position
@@ -131,7 +136,7 @@ class Config:
         for name in positive:
             if getattr(self, name) < 1:
                 raise LabError(f"config {name}={getattr(self, name)}: must be >= 1")
-        for name in ("epochs", "epoch_scale", "logit_scale", "celu_alpha"):
+        for name in ("epochs", "epoch_scale", "logit_scale", "celu_alpha", "lr_scale", "bn_eps"):
             if not getattr(self, name) > 0:
                 raise LabError(f"config {name}={getattr(self, name)}: must be > 0")
         self._check_ranges()
@@ -168,7 +173,13 @@ class Config:
 
     @property
     def schedule(self) -> PiecewiseLinear:
+        """The knots as written (the steps' rates)."""
         return PiecewiseLinear(self.lr_knots)
+
+    @property
+    def run_schedule(self) -> PiecewiseLinear:
+        """The rates the run uses: the knots' rates times `lr_scale`."""
+        return PiecewiseLinear(tuple((e, rate * self.lr_scale) for e, rate in self.lr_knots))
 
     def to_dict(self) -> dict[str, typing.Any]:
         """JSON-ready dict; `lr_knots` as a list of `[epoch, lr]` pairs."""

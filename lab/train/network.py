@@ -12,7 +12,16 @@ layer2 conv-BN-act 256 + max-pool, layer3 conv-BN-act 512 + max-pool + a residua
 global max-pool and a bias-free linear layer whose output is scaled by `logit_scale`. Every
 convolution is 3x3, stride 1, padding 1, bias-free.
 
-Options both networks honour: the activation (ReLU or CELU), ghost BatchNorm (`bn_splits`),
+The airbench network (Keller Jordan's airbench94, chapter 2; the zoo's `main0_network`): a 2x2
+convolution without padding from 3 to 24 channels (2 x 3 x 2^2, the width the patch whitening
+will later fill), BN-act; three groups of conv 3x3 -> max-pool 2 -> BN -> act -> conv 3x3 -> BN
+-> act, `width` 64 giving 64, 256, 256; a 3x3 max-pool of the 3x3 map, a bias-free linear layer
+and the logit scale. No residual branches. The stem is `main0_network`'s: a bias-free conv
+then BatchNorm (../shared/SPEC.md describes it with a bias and no BatchNorm, which is
+`main1_whiten`'s stem, where the whitening filters arrive: read from the zoo's scripts at
+commit 1a8b762).
+
+Options every network honours: the activation (ReLU or CELU), ghost BatchNorm (`bn_splits`),
 frozen BatchNorm scales, the logit scale, and the whitening stem (a frozen 3x3 PCA conv with 27
 filters, then a learnable 1x1 conv, replacing the prep convolution). The whitening filters are
 computed from the training data by `whitening_filters` and passed in; without them (counting
@@ -97,6 +106,7 @@ class Options:
             else nn.BatchNorm2d(channels)
         )
         bn.momentum = config.bn_momentum
+        bn.eps = config.bn_eps
         if config.bn_scale_frozen:
             bn.weight.requires_grad_(False)  # stays at its initial 1
         return bn
@@ -104,6 +114,8 @@ class Options:
     def act(self) -> nn.Module:
         if self.config.activation == "celu":
             return nn.CELU(alpha=self.config.celu_alpha)
+        if self.config.activation == "gelu":
+            return nn.GELU()
         return nn.ReLU()
 
 
@@ -247,9 +259,49 @@ def build_resnet9(
     )
 
 
+def airbench_group(in_channels: int, out_channels: int, options: Options) -> nn.Sequential:
+    """conv 3x3 -> max-pool 2 -> BN -> act -> conv 3x3 -> BN -> act (airbench's ConvGroup)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.MaxPool2d(2),
+        options.norm(out_channels),
+        options.act(),
+        nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+        options.norm(out_channels),
+        options.act(),
+    )
+
+
+AIRBENCH_STEM = 2 * 3 * 2 * 2  # 24: a 2x2 patch of 3 channels, its eigenvectors and negations
+
+
+def build_airbench(
+    config: Config, whitening: torch.Tensor | None = None, num_classes: int = 10
+) -> nn.Sequential:
+    """airbench94's network (`main0_network`); `width` 64 gives groups of 64, 256, 256. On a
+    32x32 image the map is 31 after the stem, then 15, 7 and 3, and the last max-pool takes
+    all of it."""
+    options, width = Options(config), config.width
+    return nn.Sequential(
+        nn.Sequential(
+            nn.Conv2d(3, AIRBENCH_STEM, 2, padding=0, bias=False),
+            options.norm(AIRBENCH_STEM),
+            options.act(),
+        ),
+        airbench_group(AIRBENCH_STEM, width, options),
+        airbench_group(width, 4 * width, options),
+        airbench_group(4 * width, 4 * width, options),
+        nn.MaxPool2d(3),
+        nn.Flatten(),
+        nn.Linear(4 * width, num_classes, bias=False),
+        Scale(config.logit_scale),
+    )
+
+
 BUILDERS: dict[str, Callable[..., nn.Sequential]] = {
     "resnet18": build_resnet18,
     "resnet9": build_resnet9,
+    "airbench": build_airbench,
 }
 
 

@@ -147,6 +147,10 @@ class Reference:
         knots = np.array(self.recipe.lr_knots)
         return float(np.interp(epoch, knots[:, 0], knots[:, 1]))
 
+    def step_rate(self, epoch_index: int, step: int, steps_per_epoch: int) -> float:
+        """Page's update reads the rate one step on (his step counter is incremented first)."""
+        return self.rate(epoch_index + (step + 1) / steps_per_epoch)
+
     def step(
         self, images: torch.Tensor, labels: torch.Tensor, rate: float, index: int
     ) -> torch.Tensor:

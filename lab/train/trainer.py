@@ -332,7 +332,7 @@ class Trainer:
         self.ema_rho = run_ema_rho(config, self.pipeline.train_size)
         self.ema = WeightAverage(self.model, self.ema_rho) if self.ema_rho else None
         self.scaler = self.placement.scaler()
-        self.schedule = config.schedule
+        self.schedule = config.run_schedule
         self.setup_s = time.perf_counter() - setup_start - self.preprocess_s
         # Drawn where the pipeline draws (the device pipeline: where its data is, no copy).
         self.bulk_generator = torch.Generator(self.pipeline.generator_device).manual_seed(seed + 1)
