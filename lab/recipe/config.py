@@ -33,7 +33,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "activation": ("relu", "celu", "gelu"),
     "bn_precision": ("model", "fp32"),
     "precision": ("auto", "fp32", "fp16", "autocast"),
-    "tta": ("none", "flip"),
+    "tta": ("none", "flip", "multicrop"),
     "data_path": ("loader", "device"),
     "preprocessing": ("per_sample", "cached"),
     "augment_rng": ("per_sample", "bulk"),
@@ -69,9 +69,15 @@ class Config:
     # parameters and statistics stay fp32 in an fp16 model (no effect when the model is fp32)
     whitening: bool = False  # the prep convolution becomes a frozen 3x3 PCA-whitening conv
     # (27 filters from the training images' patches) followed by a learnable 1x1 conv
+    patch_whitening: bool = False  # airbench: the 2x2 stem's 24 filters are set once from the
+    # training images' 2x2 patches (12 PCA filters and their negations) and frozen; the stem's
+    # BatchNorm gives way to a trainable bias
+    dirac_init: bool = False  # every 3x3 conv's first in_channels filters start as the identity
+    # (torch.nn.init.dirac_), the others as PyTorch's default
     whitening_eps: float = 1e-2  # added to each eigenvalue before the inverse square root
-    whitening_images: int = 10_000  # training images whose 3x3 patches give the PCA (a
-    # random sample: the training set may be ordered by class)
+    # (either whitening)
+    whitening_images: int = 10_000  # training images whose patches give the PCA (a random
+    # sample: the training set may be ordered by class; either whitening)
     whitening_seed: int = 0  # seed of that sample (same seed and set, same images)
     # --- recipe ---
     epochs: float = 35  # passes over the training subset (fractional: the last pass stops
@@ -100,7 +106,9 @@ class Config:
     ema_every: int = 5  # optimiser steps between EMA updates (the count restarts each epoch)
     horizons: str = "as_written"  # as_written: the EMA's rho as the step wrote it; scaled: its
     # memory keeps its fraction of the run's updates (lab/recipe/horizons.py, docs/presets.md)
-    tta: str = "none"  # flip: evaluation averages the logits of each image and its mirror
+    tta: str = "none"  # flip: evaluation averages the logits of each image and its mirror;
+    # multicrop: airbench's 6 views, the image and its mirror (1/4 each) and the two one-pixel
+    # diagonal shifts with their mirrors (1/8 each; lab/train/trainer.py `tta_views`)
     precision: str = "auto"  # auto: fp16 (`.half()`) on CUDA, fp32 on CPU; or fp32/fp16/autocast
     # (fp16 autocast with a gradient scaler), each on either device
     cudnn_benchmark: bool = True  # let cuDNN pick kernels by timing them (CUDA only)
@@ -163,6 +171,13 @@ class Config:
             raise LabError(f"config bn_momentum={self.bn_momentum}: must be in (0, 1]")
         if not 0 <= self.cutout <= 32:
             raise LabError(f"config cutout={self.cutout}: must be 0 to 32 pixels")
+        if self.patch_whitening and self.architecture != "airbench":
+            raise LabError("config patch_whitening=true: needs architecture=airbench (a 2x2 stem)")
+        if self.whitening and self.architecture == "airbench":
+            raise LabError(
+                "config whitening=true: the 3x3 whitening stem is the ResNets'; airbench takes "
+                "patch_whitening=true"
+            )
         # Ghost BatchNorm views a batch as (N / splits, splits x C, H, W): every training batch
         # must split evenly, so the last, smaller one has to go.
         if self.bn_splits > 1 and (self.batch_size % self.bn_splits or not self.drop_last):

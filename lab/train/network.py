@@ -272,7 +272,8 @@ def airbench_group(in_channels: int, out_channels: int, options: Options) -> nn.
     )
 
 
-AIRBENCH_STEM = 2 * 3 * 2 * 2  # 24: a 2x2 patch of 3 channels, its eigenvectors and negations
+PATCH_WHITENING_SIZE = 2  # airbench's stem: 2x2 patches
+AIRBENCH_STEM = 2 * 3 * PATCH_WHITENING_SIZE**2  # 24: 12 patch eigenvectors and their negations
 
 
 def build_airbench(
@@ -283,11 +284,7 @@ def build_airbench(
     all of it."""
     options, width = Options(config), config.width
     return nn.Sequential(
-        nn.Sequential(
-            nn.Conv2d(3, AIRBENCH_STEM, 2, padding=0, bias=False),
-            options.norm(AIRBENCH_STEM),
-            options.act(),
-        ),
+        airbench_stem(config, whitening, options),
         airbench_group(AIRBENCH_STEM, width, options),
         airbench_group(width, 4 * width, options),
         airbench_group(4 * width, 4 * width, options),
@@ -298,6 +295,34 @@ def build_airbench(
     )
 
 
+def airbench_stem(
+    config: Config, whitening: torch.Tensor | None, options: Options
+) -> nn.Sequential:
+    """The 2x2 stem, 3 -> 24, no padding: conv-BN-act (`main0_network`), or with
+    `patch_whitening` the frozen whitening filters with a trainable bias, then act
+    (`main1_whiten`). Without `whitening` (counting) the filters are zeros of their shape."""
+    if not config.patch_whitening:
+        conv = nn.Conv2d(3, AIRBENCH_STEM, PATCH_WHITENING_SIZE, padding=0, bias=False)
+        return nn.Sequential(conv, options.norm(AIRBENCH_STEM), options.act())
+    conv = nn.Conv2d(3, AIRBENCH_STEM, PATCH_WHITENING_SIZE, padding=0, bias=True)
+    with torch.no_grad():
+        conv.weight.copy_(whitening if whitening is not None else torch.zeros_like(conv.weight))
+        conv.bias.zero_()  # the source's Conv zeroes every bias
+    conv.weight.requires_grad_(False)
+    return nn.Sequential(conv, options.act())
+
+
+def dirac_first_filters(model: nn.Module) -> None:
+    """airbench's `main2_dirac`: in every trainable 3x3 conv, the first in_channels filters
+    become the identity (so the conv starts by passing its input through), the rest keep their
+    default initialisation. `dirac_` on the whole weight would zero those others."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d) and module.kernel_size == (3, 3):
+            if module.weight.requires_grad and module.out_channels >= module.in_channels:
+                with torch.no_grad():
+                    nn.init.dirac_(module.weight[: module.in_channels])
+
+
 BUILDERS: dict[str, Callable[..., nn.Sequential]] = {
     "resnet18": build_resnet18,
     "resnet9": build_resnet9,
@@ -306,8 +331,12 @@ BUILDERS: dict[str, Callable[..., nn.Sequential]] = {
 
 
 def build_network(config: Config, whitening: torch.Tensor | None = None) -> nn.Sequential:
-    """The network `config.architecture` names, with its options; PyTorch's default init."""
-    return BUILDERS[config.architecture](config, whitening)
+    """The network `config.architecture` names, with its options; PyTorch's default init (and
+    the identity filters of `dirac_init`)."""
+    model = BUILDERS[config.architecture](config, whitening)
+    if config.dirac_init:
+        dirac_first_filters(model)
+    return model
 
 
 def network_fields(config: Config) -> Config:
@@ -325,6 +354,7 @@ def network_fields(config: Config) -> Config:
         "bn_splits",
         "bn_scale_frozen",
         "whitening",
+        "patch_whitening",
     )
     return Config(**{name: getattr(config, name) for name in keep}, drop_last=True)
 

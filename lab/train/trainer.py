@@ -37,7 +37,7 @@ from lab.recipe.workload import steps_per_pass
 from lab.train.clock import NoLedger, PhaseLedger, clock_for
 from lab.train.data import Cifar
 from lab.train.device_data import DevicePipeline, normalise
-from lab.train.network import WHITENING_PATCH, build_network
+from lab.train.network import PATCH_WHITENING_SIZE, WHITENING_PATCH, build_network
 from lab.train.pipeline import Batch, Pipeline, build_loader_pipeline
 from lab.train.precision import Placement
 from lab.train.update import PageNesterov
@@ -244,6 +244,31 @@ def whitening_filters(images: torch.Tensor, eps: float) -> torch.Tensor:
     return filters.reshape(27, 3, WHITENING_PATCH, WHITENING_PATCH)
 
 
+def patch_whitening_filters(images: torch.Tensor, eps: float) -> torch.Tensor:
+    """airbench's 24 stem filters from normalised NCHW images: every 2x2 patch (stride 1, no
+    padding; (c, h, w) order), covariance X^T X / n without centring (the source's), the 12
+    eigenvectors by descending eigenvalue each scaled by 1 / sqrt(eigenvalue + eps), then their
+    negations (so the GELU after the stem keeps both signs of each component)."""
+    size = PATCH_WHITENING_SIZE
+    patches = F.unfold(images.float(), size).transpose(1, 2).reshape(-1, 3 * size * size)
+    covariance = patches.T @ patches / len(patches)
+    values, vectors = torch.linalg.eigh(covariance)  # ascending
+    values, vectors = values.flip(0), vectors.flip(1)
+    filters = (vectors / torch.sqrt(values + eps)).T.reshape(-1, 3, size, size)
+    return torch.cat([filters, -filters])
+
+
+def tta_views(images: torch.Tensor) -> list[tuple[float, torch.Tensor]]:
+    """airbench's multi-crop TTA (`tta_level=2`): (weight, view) for the image and its mirror
+    (1/4 each), and the two one-pixel diagonal shifts of the reflect-padded image, up-left and
+    down-right, each with its mirror (1/8 each). The weights sum to 1."""
+    size = images.shape[-1]
+    padded = F.pad(images, (1, 1, 1, 1), mode="reflect")
+    shifted = [padded[:, :, :size, :size], padded[:, :, 2 : size + 2, 2 : size + 2]]
+    views = [(0.25, images), (0.25, images.flip(3))]
+    return views + [(0.125, view) for shift in shifted for view in (shift, shift.flip(3))]
+
+
 def whitening_sample(train_size: int, config: Config) -> np.ndarray:
     """Indices (sorted) of the `whitening_images` training images whose patches give the
     whitening filters: a random sample drawn with `whitening_seed`, since the training set may
@@ -324,7 +349,8 @@ class Trainer:
         self.clock = clock_for(device)
         self.pipeline = self._pipeline(data)
         self.whitening_s = 0.0
-        filters = self._whitening(data) if config.whitening else None
+        whitened = config.whitening or config.patch_whitening
+        filters = self._whitening(data) if whitened else None
         self.preprocess_s = self.pipeline.preprocess_s + self.whitening_s
         self.bn_momentum = run_bn_momentum(config, self.pipeline.train_size)
         self.model = self._model(filters)
@@ -355,7 +381,8 @@ class Trainer:
         start = self.timer.now()
         sample = whitening_sample(len(data.train_labels), self.config)
         images = normalise(data.train_images[sample], self.device, torch.float32)
-        filters = whitening_filters(images, self.config.whitening_eps)
+        compute = patch_whitening_filters if self.config.patch_whitening else whitening_filters
+        filters = compute(images, self.config.whitening_eps)
         self.whitening_s = self.timer.now() - start
         return filters
 
@@ -495,8 +522,12 @@ class Trainer:
         return self.timer.now if self.pipeline.first_batch_queues_device_work else time.perf_counter
 
     def _logits(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """Evaluation logits; with flip TTA the mean over each image and its mirror."""
+        """Evaluation logits; with flip TTA the mean over each image and its mirror (written
+        as the source's (a + b) / 2), with multi-crop TTA the weighted sum over `tta_views`."""
         with self.placement.autocast():
+            if self.config.tta == "multicrop":
+                views = tta_views(images)
+                return sum(weight * model(view) for weight, view in views)  # type: ignore[return-value]
             logits = model(images)
             if self.config.tta == "flip":
                 logits = (logits + model(images.flip(3))) / 2
