@@ -504,6 +504,9 @@ def print_plan(job: Job, as_json: bool) -> None:
             f"  starting after {job.start[-1]} (--from {job.steps[0]}): the baseline has "
             f"{len(job.start)} step(s) applied"
         )
+    scales = {e["config"].get("lr_scale", 1.0) for e in entries}
+    if scales != {1.0}:  # a concession every variant shares: said once, above them
+        print(f"  every rate x {', '.join(f'{scale:g}' for scale in sorted(scales))} (lr_scale)")
     for e in entries:
         c = e["config"]
         print(

@@ -75,6 +75,18 @@ def test_plan_with_leave_one_out_lists_every_step_but_one():
     assert without_rng["config"]["train_workers"] == 0
 
 
+def test_the_plan_says_when_every_rate_is_scaled():
+    """`lr_scale` changes no step's knots: the plan says it once, and every variant records it."""
+    args = ("--plan", "--all", "--preset", "smoke", "--set", "lr_scale=0.5")
+    result = call_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "every rate x 0.5 (lr_scale)" in result.stdout
+    plan = json.loads(call_cli(*args, "--json").stdout)
+    assert {v["config"]["lr_scale"] for v in plan["variants"]} == {0.5}
+    plain = call_cli("--plan", "--all", "--preset", "smoke")
+    assert "lr_scale" not in plain.stdout
+
+
 def test_list_prints_steps_in_order_with_claims():
     result = call_cli("--list")
     assert result.returncode == 0
