@@ -141,3 +141,39 @@ def test_multicrop_evaluation_weighs_the_six_views(real_cifar):
         expected = sum(weight * model(view) for weight, view in tta_views(images))
         assert torch.allclose(trainer._logits(model, images), expected)
     assert 0 <= trainer.evaluate().accuracy <= 1
+
+
+def test_the_whitening_bias_stops_training_after_its_epochs(real_cifar):
+    """airbench's `whiten_bias_epochs`: the bias trains in epoch 0, is frozen from epoch 1 on
+    (no update, no decay, no momentum), and the stem then needs no backward at all."""
+    config = dataclasses.replace(
+        PRESETS["smoke"].config,
+        **_AIRBENCH_FIELDS,
+        patch_whitening=True,
+        whitening_bias_epochs=1,
+        whitening_images=500,
+        batch_size=100,
+        lr_knots=((0, 0.1), (2, 0.1)),  # a constant rate: the bias moves while it trains
+    )
+    trainer = Trainer(config, subset(real_cifar, 500, 200, 0), torch.device("cpu"), 0)
+    bias = trainer.model[0][0].bias
+    before = bias.detach().clone()
+    trainer.train_epoch(0)
+    after_first = bias.detach().clone()
+    assert not torch.equal(before, after_first)
+    trainer.train_epoch(1)
+    assert torch.equal(bias, after_first) and bias.grad is None
+    assert not trainer.model[0](torch.zeros(1, 3, 32, 32)).requires_grad
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        ({"whitening_bias_epochs": 3.0}, "needs patch_whitening"),
+        ({**_AIRBENCH_FIELDS, "patch_whitening": True, "whitening_bias_epochs": -1.0}, ">= 0"),
+    ],
+)
+def test_a_bad_whitening_bias_freeze_is_a_one_line_error(fields, fragment):
+    with pytest.raises(LabError, match=fragment) as error:
+        Config(**fields)
+    assert "\n" not in str(error.value)

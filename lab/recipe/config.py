@@ -72,6 +72,10 @@ class Config:
     patch_whitening: bool = False  # airbench: the 2x2 stem's 24 filters are set once from the
     # training images' 2x2 patches (12 PCA filters and their negations) and frozen; the stem's
     # BatchNorm gives way to a trainable bias
+    whitening_bias_epochs: float | None = None  # patch_whitening: the stem's bias trains while
+    # the epoch index (checked at each epoch's start, as the source) is below this, then stops,
+    # and with it the backward into the stem (airbench's `whiten_bias_epochs`); None: it
+    # trains throughout. In run epochs: a step writes article epochs x `epoch_scale`
     dirac_init: bool = False  # every 3x3 conv's first in_channels filters start as the identity
     # (torch.nn.init.dirac_), the others as PyTorch's default
     whitening_eps: float = 1e-2  # added to each eigenvalue before the inverse square root
@@ -173,6 +177,12 @@ class Config:
             raise LabError(f"config cutout={self.cutout}: must be 0 to 32 pixels")
         if self.patch_whitening and self.architecture != "airbench":
             raise LabError("config patch_whitening=true: needs architecture=airbench (a 2x2 stem)")
+        if self.whitening_bias_epochs is not None and not self.patch_whitening:
+            raise LabError("config whitening_bias_epochs: needs patch_whitening=true")
+        if self.whitening_bias_epochs is not None and self.whitening_bias_epochs < 0:
+            raise LabError(
+                f"config whitening_bias_epochs={self.whitening_bias_epochs}: must be >= 0"
+            )
         if self.whitening and self.architecture == "airbench":
             raise LabError(
                 "config whitening=true: the 3x3 whitening stem is the ResNets'; airbench takes "

@@ -312,6 +312,13 @@ def airbench_stem(
     return nn.Sequential(conv, options.act())
 
 
+def whitening_bias(model: nn.Module, config: Config) -> nn.Parameter | None:
+    """The patch-whitened stem's trainable bias (airbench with `patch_whitening`), else None."""
+    if config.architecture != "airbench" or not config.patch_whitening:
+        return None
+    return model[0][0].bias  # type: ignore[index, return-value]
+
+
 def dirac_first_filters(model: nn.Module) -> None:
     """airbench's `main2_dirac`: in every trainable 3x3 conv, the first in_channels filters
     become the identity (so the conv starts by passing its input through), the rest keep their

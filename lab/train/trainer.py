@@ -37,7 +37,12 @@ from lab.recipe.workload import steps_per_pass
 from lab.train.clock import NoLedger, PhaseLedger, clock_for
 from lab.train.data import Cifar
 from lab.train.device_data import DevicePipeline, normalise
-from lab.train.network import PATCH_WHITENING_SIZE, WHITENING_PATCH, build_network
+from lab.train.network import (
+    PATCH_WHITENING_SIZE,
+    WHITENING_PATCH,
+    build_network,
+    whitening_bias,
+)
 from lab.train.pipeline import Batch, Pipeline, build_loader_pipeline
 from lab.train.precision import Placement
 from lab.train.update import PageNesterov
@@ -478,6 +483,7 @@ class Trainer:
         """One pass (or its first `max_steps` steps). `phase` labels the parts of a step;
         `after_step` runs after each. The epoch's random draws (bulk choices, device-side
         augmentation) are inside the timed region: they are per-epoch work."""
+        self._freeze_whitening_bias(epoch_index)
         self.model.train()
         # Summed on the device so the loop never forces a sync just to log the loss.
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float32)
@@ -515,6 +521,14 @@ class Trainer:
         phases = ledger.close()
         elapsed = self.timer.now() - start
         return PassResult(elapsed, waited, mean_loss, steps, seen, phases)
+
+    def _freeze_whitening_bias(self, epoch_index: int) -> None:
+        """The stem's bias trains while `epoch_index < whitening_bias_epochs` (the source's
+        test at each epoch's start). Frozen, its gradient stays None, so SGD skips it (no
+        update, no decay, no momentum) and autograd stops at the first trained layer."""
+        bias, until = whitening_bias(self.model, self.config), self.config.whitening_bias_epochs
+        if bias is not None and until is not None:
+            bias.requires_grad_(epoch_index < until)
 
     def _first_batch_clock(self) -> Callable[[], float]:
         """A first batch that queues device work (the device pipeline's augmentation) is
