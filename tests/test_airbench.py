@@ -19,7 +19,13 @@ from lab.recipe.presets import PRESETS
 from lab.train.data import subset
 from lab.train.device_data import normalise
 from lab.train.network import build_network, count_parameters
-from lab.train.trainer import Trainer, patch_whitening_filters, run_training, tta_views
+from lab.train.trainer import (
+    Trainer,
+    _optimizer,
+    patch_whitening_filters,
+    run_training,
+    tta_views,
+)
 
 _AIRBENCH_FIELDS = {
     "architecture": "airbench",
@@ -177,3 +183,21 @@ def test_a_bad_whitening_bias_freeze_is_a_one_line_error(fields, fragment):
     with pytest.raises(LabError, match=fragment) as error:
         Config(**fields)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(("split", "stem_bias_in_group"), [("named", True), ("batchnorm", False)])
+def test_the_bias_group_follows_its_split(images, split, stem_bias_in_group):
+    """Page's split puts every parameter named "bias" in the x64 group; airbench's
+    (`main3_scalebias`, 'norm' in the name) only BatchNorm's shifts, not the stem's bias."""
+    config = dataclasses.replace(
+        AIRBENCH, patch_whitening=True, bias_params=split, bias_lr_scale=64.0
+    )
+    model = build_network(config, patch_whitening_filters(images, 5e-4))
+    weights, biases = _optimizer(model, config).param_groups
+    in_group = {id(p) for p in biases["params"]}
+    shifts = [m.bias for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert shifts and all(id(shift) in in_group for shift in shifts)
+    assert (id(model[0][0].bias) in in_group) == stem_bias_in_group
+    trainable = [id(p) for p in model.parameters() if p.requires_grad]
+    assert sorted(map(id, weights["params"] + biases["params"])) == sorted(trainable)
+    assert biases["lr_scale"] == 64.0

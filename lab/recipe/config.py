@@ -39,6 +39,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "augment_rng": ("per_sample", "bulk"),
     "sgd_update": ("torch", "page"),
     "horizons": ("as_written", "scaled"),
+    "bias_params": ("named", "batchnorm"),
 }
 
 
@@ -104,6 +105,8 @@ class Config:
     bias_lr_scale: float = 1.0  # learning-rate multiplier of parameters named "bias" (in
     # the ResNet-9, the BatchNorm shifts only: its convolutions and classifier have no bias)
     bias_wd_scale: float = 1.0  # weight-decay multiplier of the same parameters
+    bias_params: str = "named"  # which parameters those two scales take: named: every one
+    # named "bias" (Page's split); batchnorm: BatchNorm's shifts only (airbench's split)
     label_smoothing: float = 0.0  # loss = (1 - a) CE + a mean_k(-log softmax_k); 0: plain CE
     ema_rho: float = 0.0  # weight EMA: ema <- rho ema + (1 - rho) weights; evaluation uses
     # the EMA copy; 0: no EMA

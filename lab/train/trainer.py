@@ -284,23 +284,34 @@ def whitening_sample(train_size: int, config: Config) -> np.ndarray:
     return np.sort(rng.choice(train_size, size=count, replace=False))
 
 
+def _bias_group(model: torch.nn.Module, config: Config) -> set[int]:
+    """The ids of the parameters that take the bias group's rate and decay (`bias_params`):
+    every parameter named "bias" (Page's split), or BatchNorm's shifts only (airbench's split
+    on "norm": its whitening conv's bias stays with the weights)."""
+    if config.bias_params == "batchnorm":
+        norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        return {id(m.bias) for m in norms if m.bias is not None}
+    return {id(p) for name, p in model.named_parameters() if "bias" in name}
+
+
 def _optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimizer:
-    """SGD over the trainable parameters, in two groups: parameters named "bias" (the source's
-    split; in the ResNet-9 the BatchNorm shifts) take `bias_lr_scale` x the scheduled rate and
+    """SGD over the trainable parameters, in two groups: the bias group (`_bias_group`; in the
+    ResNet-9 the BatchNorm shifts) takes `bias_lr_scale` x the scheduled rate and
     `bias_wd_scale` x the weight decay. Each group's `lr_scale` is applied at every step.
 
     The loss is summed over the batch (Page's form; see `Trainer._loss`), so the configured
     weight decay is multiplied by the batch size here and the rate divided by it in `_set_lr`:
     the same update as a mean loss at the configured rate and decay."""
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    biases = _bias_group(model, config)
     groups = [
         {
-            "params": [p for name, p in named if "bias" not in name],
+            "params": [p for _, p in named if id(p) not in biases],
             "weight_decay": config.weight_decay * config.batch_size,
             "lr_scale": 1.0,
         },
         {
-            "params": [p for name, p in named if "bias" in name],
+            "params": [p for _, p in named if id(p) in biases],
             "weight_decay": config.weight_decay * config.bias_wd_scale * config.batch_size,
             "lr_scale": config.bias_lr_scale,
         },
