@@ -102,7 +102,7 @@ class Config:
     # (the first step's is 0); page: Page's Part 8 `nesterov_update` (each gradient keeps its
     # own rate inside the velocity) with the rate read one step on
     weight_decay: float = 5e-4  # L2 on every parameter, BatchNorm and biases included
-    bias_lr_scale: float = 1.0  # learning-rate multiplier of parameters named "bias" (in
+    bias_lr_scale: float = 1.0  # learning-rate multiplier of the bias group (`bias_params`; in
     # the ResNet-9, the BatchNorm shifts only: its convolutions and classifier have no bias)
     bias_wd_scale: float = 1.0  # weight-decay multiplier of the same parameters
     bias_params: str = "named"  # which parameters those two scales take: named: every one

@@ -260,15 +260,11 @@ def build_resnet9(
 
 
 def airbench_group(in_channels: int, out_channels: int, options: Options) -> nn.Sequential:
-    """conv 3x3 -> max-pool 2 -> BN -> act -> conv 3x3 -> BN -> act (airbench's ConvGroup)."""
+    """conv 3x3 -> max-pool 2 -> BN -> act -> conv 3x3 -> BN -> act (airbench's ConvGroup):
+    the ResNet-9's pooled `conv_bn` in its `pool_then_bn` order, then a plain one."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-        nn.MaxPool2d(2),
-        options.norm(out_channels),
-        options.act(),
-        nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-        options.norm(out_channels),
-        options.act(),
+        conv_bn(in_channels, out_channels, options, "pool_then_bn"),
+        conv_bn(out_channels, out_channels, options),
     )
 
 
@@ -314,7 +310,7 @@ def airbench_stem(
 
 def whitening_bias(model: nn.Module, config: Config) -> nn.Parameter | None:
     """The patch-whitened stem's trainable bias (airbench with `patch_whitening`), else None."""
-    if config.architecture != "airbench" or not config.patch_whitening:
+    if not config.patch_whitening:  # the config allows it on airbench only
         return None
     return model[0][0].bias  # type: ignore[index, return-value]
 

@@ -237,29 +237,30 @@ def _timed_batches(
         yield batch, clock() - start
 
 
-def whitening_filters(images: torch.Tensor, eps: float) -> torch.Tensor:
-    """The whitening conv's 27 filters from normalised NCHW 32x32 images: every 3x3 patch
-    (stride 1, no padding; (c, h, w) order), covariance X^T X / (n - 1) without centring,
-    eigenvectors sorted by descending eigenvalue, each scaled by 1 / sqrt(eigenvalue + eps)."""
-    patches = F.unfold(images.float(), WHITENING_PATCH).transpose(1, 2).reshape(-1, 27)
-    covariance = patches.T @ patches / (len(patches) - 1)
+def _patch_pca(images: torch.Tensor, size: int, eps: float, unbiased: bool) -> torch.Tensor:
+    """PCA filters of every size x size patch of normalised NCHW images (stride 1, no padding;
+    (c, h, w) order): the uncentred covariance X^T X / (n - 1) (`unbiased`) or / n, its
+    eigenvectors by descending eigenvalue, each scaled by 1 / sqrt(eigenvalue + eps)."""
+    dimensions = 3 * size * size
+    patches = F.unfold(images.float(), size).transpose(1, 2).reshape(-1, dimensions)
+    covariance = patches.T @ patches / (len(patches) - 1 if unbiased else len(patches))
     values, vectors = torch.linalg.eigh(covariance)  # ascending
     values, vectors = values.flip(0), vectors.flip(1)
     filters = (vectors / torch.sqrt(values + eps)).T
-    return filters.reshape(27, 3, WHITENING_PATCH, WHITENING_PATCH)
+    return filters.reshape(dimensions, 3, size, size)
+
+
+def whitening_filters(images: torch.Tensor, eps: float) -> torch.Tensor:
+    """The whitening conv's 27 filters from normalised NCHW 32x32 images: the PCA of every 3x3
+    patch, covariance over n - 1 (`_patch_pca`)."""
+    return _patch_pca(images, WHITENING_PATCH, eps, unbiased=True)
 
 
 def patch_whitening_filters(images: torch.Tensor, eps: float) -> torch.Tensor:
-    """airbench's 24 stem filters from normalised NCHW images: every 2x2 patch (stride 1, no
-    padding; (c, h, w) order), covariance X^T X / n without centring (the source's), the 12
-    eigenvectors by descending eigenvalue each scaled by 1 / sqrt(eigenvalue + eps), then their
-    negations (so the GELU after the stem keeps both signs of each component)."""
-    size = PATCH_WHITENING_SIZE
-    patches = F.unfold(images.float(), size).transpose(1, 2).reshape(-1, 3 * size * size)
-    covariance = patches.T @ patches / len(patches)
-    values, vectors = torch.linalg.eigh(covariance)  # ascending
-    values, vectors = values.flip(0), vectors.flip(1)
-    filters = (vectors / torch.sqrt(values + eps)).T.reshape(-1, 3, size, size)
+    """airbench's 24 stem filters from normalised NCHW images: the PCA of every 2x2 patch,
+    covariance over n (the source's), then the 12 filters' negations (so the GELU after the
+    stem keeps both signs of each component)."""
+    filters = _patch_pca(images, PATCH_WHITENING_SIZE, eps, unbiased=False)
     return torch.cat([filters, -filters])
 
 
