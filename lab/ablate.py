@@ -39,7 +39,15 @@ from lab.engine.rounds import NextRound, RoundPlan
 from lab.errors import LabError
 from lab.recipe.config import field_names
 from lab.recipe.presets import PRESETS, default_preset, get_preset
-from lab.recipe.registry import SERIES, all_steps, describe_series, get_steps, series_steps
+from lab.recipe.registry import (
+    SERIES,
+    all_steps,
+    describe_series,
+    get_steps,
+    series_start,
+    series_steps,
+)
+from lab.recipe.vocabulary import on_a
 from lab.recipe.workload import steps_per_pass, subset_sizes
 from lab.records import outputs
 from lab.records.plan import DataSource
@@ -104,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=sorted(PRESETS),
         help="scale of the job (default: dawnbench with a GPU; without one, cpu, or "
-        "cpu-series for --series full)",
+        "cpu-series for --series full, cpu-airbench for --series airbench or both)",
     )
     setup.add_argument(
         "--data",
@@ -265,8 +273,10 @@ def _device(requested: str | None, cluster: Cluster | None = None) -> str:
 def _chain(args: argparse.Namespace) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
     """(start, steps): the steps applied before the chain (`--from`) and the chain's own."""
     names = _steps(args)
+    # A series that runs on top of another's final recipe (chapter 2) starts after its steps.
+    before = tuple(s.name for s in series_start(args.series)) if args.series else ()
     if args.from_step is None:
-        return None, names
+        return before or None, names
     if names is None:
         raise LabError(f"--from {args.from_step}: only with --all, --series or --steps")
     if args.from_step not in names:
@@ -274,7 +284,7 @@ def _chain(args: argparse.Namespace) -> tuple[tuple[str, ...] | None, tuple[str,
             f"--from {args.from_step}: not a step of this chain; valid: {', '.join(names)}"
         )
     cut = names.index(args.from_step)
-    return names[:cut], names[cut:]
+    return before + names[:cut], names[cut:]
 
 
 def _steps(args: argparse.Namespace) -> tuple[str, ...] | None:
@@ -454,6 +464,9 @@ def print_list(as_json: bool) -> None:
                 "title": s.title,
                 "changes": s.changes,
                 "part": s.part,
+                "chapter": s.article.chapter if s.article else None,
+                "where": s.article.where if s.article else None,
+                "article_device": s.article.device if s.article else None,
                 "article_step": s.article_step,
                 "article_time_s": s.article.time_s if s.article else None,
                 "article_saved_s": s.article_saved_s,
@@ -462,6 +475,7 @@ def print_list(as_json: bool) -> None:
                 "article_shared_with": s.article_shared_with,
                 "expects": s.expects,
                 "needs_precision": s.needs_precision,
+                "needs_device": s.needs_device,
             }
             for s in steps
         ]
@@ -472,7 +486,12 @@ def print_list(as_json: bool) -> None:
         if s.article is None:
             print(f"    {'':22s} no claim in the article")
             continue
-        claim = f"Part {s.part}: -{s.article_saved_s:g} s -> {s.article.time_s:g} s on a V100"
+        claim = (
+            f"{s.article.where}: -{s.article_saved_s:g} s -> {s.article.time_s:g} s "
+            f"on {on_a(s.article.device)}"
+        )
+        if s.article.pflops is not None:
+            claim += f" ({s.article.pflops:g} PFLOPs, {s.article.epochs:g} epochs)"
         if s.article.accuracy:
             claim += f", {s.article.accuracy}"
         if s.article_shared_with:
@@ -517,6 +536,24 @@ def print_plan(job: Job, as_json: bool) -> None:
             f"{e['expected_worker_launches']:,} worker launches, "
             f"{e['expected_rng_calls']:,} RNG calls"
         )
+        if e["steps"]:
+            _print_source_figures(e)
+
+
+def _print_source_figures(entry: dict) -> None:
+    """Below a chapter-2 variant: its source's figures, and this plan's FLOPs per run on the
+    source's rule (beside the source's PFLOPs, as a ratio, when the run is at its scale)."""
+    claim = get_steps([entry["steps"][-1]])[0].article
+    if claim is None or claim.pflops is None:
+        return
+    ours = entry["source_rule_flops"] / 1e15
+    at_scale = entry["train_images"] == 50_000 and entry["test_images"] == 10_000
+    ratio = f" ({100 * (ours / claim.pflops - 1):+.1f}% of the source's)" if at_scale else ""
+    print(
+        f"  {'':22s} {claim.where}: {claim.time_s:g} s, {claim.pflops:g} PFLOPs, "
+        f"{claim.epochs:g} epochs on {on_a(claim.device)}; this plan {ours:.3g} PFLOPs on "
+        f"its rule{ratio}"
+    )
 
 
 def rounds_rule(job: Job) -> NextRound:

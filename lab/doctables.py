@@ -21,7 +21,7 @@ from pathlib import Path
 import ablations  # noqa: F401  (registers the steps: the registry imports none)
 from lab import REPO_ROOT
 from lab.recipe import article
-from lab.recipe.registry import Step, all_steps
+from lab.recipe.registry import Step, all_steps, series_start, series_steps
 from lab.render.words import RULE_NAMES
 
 
@@ -75,7 +75,7 @@ def series_table() -> str:
         f"| 0 | baseline | 1 | the DAWNBench recipe | {_seconds(baseline.time_s)} "
         f"| {baseline.accuracy} | {baseline.source} |"
     )
-    for position, step in enumerate(all_steps(), start=1):
+    for position, step in enumerate(series_steps("full"), start=1):
         claim = step.article
         if claim is None:
             cells = "| | not in the article | | |"
@@ -86,6 +86,38 @@ def series_table() -> str:
                 f"| {claim.accuracy or '-'} | {claim.source} |"
             )
         lines.append(f"| {position} | `{step.name}` {cells}")
+    return "\n".join(lines)
+
+
+def chapter2_table() -> str:
+    """docs/series.md's chapter-2 table: each step with its script's A100 figures, and the
+    plan's FLOPs per run at the sources' scale on their rule (`source_rule_flops`)."""
+    from lab.engine.plan import plan_entry  # counting FLOPs needs torch
+    from lab.recipe.config import Config
+    from lab.recipe.variant import apply_steps, cumulative_variants
+
+    base = apply_steps(Config(), series_start("airbench"))
+    variants = cumulative_variants(base, series_steps("airbench"))[1:]
+    lines = [
+        f"| # | step | script | what changes (config fields) | {article.CHAPTER2_DEVICE} "
+        "after | PFLOPs | epochs | mean accuracy | the plan's PFLOPs (their rule) |",
+        "| ---: | --- | --- | --- | ---: | ---: | ---: | --- | ---: |",
+        f"| 0 | baseline | Page's final, re-timed | chapter 1's last recipe | "
+        f"{_seconds(article.PAGE_ON_A100_S)} | {article.PAGE_ON_A100_PFLOPS:g} | "
+        f"{article.PAGE_ON_A100_EPOCHS:g} | - | |",
+    ]
+    for position, (step, variant) in enumerate(
+        zip(series_steps("airbench"), variants, strict=True), 1
+    ):
+        claim = step.article
+        assert claim is not None and claim.pflops is not None
+        ours = plan_entry(variant)["source_rule_flops"] / 1e15
+        gap = 100 * (ours / claim.pflops - 1)
+        lines.append(
+            f"| {position} | `{step.name}` | `{claim.source}` | `{step.changes}` | "
+            f"{_seconds(claim.time_s)} | {claim.pflops:g} | {claim.epochs:g} | "
+            f"{claim.accuracy} | {ours:.3g} ({gap:+.1f}%) |"
+        )
     return "\n".join(lines)
 
 
@@ -100,13 +132,14 @@ def _count(number: int, thing: str) -> str:
 def step_count() -> str:
     """The sentence that counts the steps (README, docs/series.md): the article's steps per
     part, the lab's steps that take them, and any registered step the article did not make."""
-    steps = all_steps()
+    steps = series_steps("full")
     seed = [s for s in steps if s.part == 1]
     later = [s for s in steps if s.part is not None and s.part != 1]
     outside = [s for s in steps if s.article_step is None]
     seed_article = [a for a in article.STEPS if a.part == 1 and a.number > 0]
-    later_article = [a for a in article.STEPS if a.part != 1]
-    last_part = article.STEPS[-1].part
+    later_article = [a for a in article.STEPS if a.part not in (1, None)]
+    last_part = max(a.part for a in article.STEPS if a.part is not None)
+    chapter2 = series_steps("airbench")
     text = (
         f"Part 1 of the article sped the baseline up in {_count(len(seed_article), 'step')}, "
         f"which the lab splits into {len(seed)} (`--all`); Parts 2-{last_part} add "
@@ -116,19 +149,24 @@ def step_count() -> str:
     if outside:
         names = ", ".join(f"`{s.name}`" for s in outside)
         text += f", {len(outside)} of them not in the article ({names}, after its steps)"
-    return text + "."
+    return text + (
+        f". Chapter 2 (airbench) takes its ablation chain in {_count(len(chapter2), 'step')} "
+        f"(`--series airbench`, on top of Page's final recipe); `--series both` runs "
+        f"{_count(len(all_steps()), 'step')}, from the DAWNBench baseline to Muon."
+    )
 
 
 def rule_table() -> str:
     """docs/series.md's timing rules: which parts timed what."""
-    rules: dict[str, list[int]] = {}
+    rules: dict[str, list[str]] = {}
     for step in article.STEPS:
         parts = rules.setdefault(step.rule, [])
-        if step.part not in parts:
-            parts.append(step.part)
-    lines = ["| the article's parts | timed |", "| --- | --- |"]
+        where = f"Part {step.part}" if step.part is not None else "chapter 2 (airbench)"
+        if where not in parts:
+            parts.append(where)
+    lines = ["| the sources' parts | timed |", "| --- | --- |"]
     for rule, parts in rules.items():
-        lines.append(f"| {', '.join(str(part) for part in parts)} | {RULE_NAMES[rule]} |")
+        lines.append(f"| {', '.join(parts)} | {RULE_NAMES[rule]} |")
     return "\n".join(lines)
 
 
@@ -138,6 +176,7 @@ BLOCKS: dict[str, dict[str, Callable[[], str]]] = {
     "docs/series.md": {
         "step-count": step_count,
         "series-steps": series_table,
+        "chapter2-steps": chapter2_table,
         "timing-rules": rule_table,
     },
 }

@@ -29,6 +29,8 @@ from lab.train.data import subset
 from lab.train.trainer import run_training
 
 STEPS = all_steps()
+PAGE = series_steps("full")  # chapter 1: Page's series
+AIRBENCH = series_steps("airbench")  # chapter 2
 # Counted, or (one-off preprocessing) moved by far more than timing noise.
 EXACT = {"params", "worker_launches", "rng_calls", "train_steps", "epochs", "flops_per_image"}
 EXACT |= {"preprocess_s"}
@@ -72,7 +74,11 @@ def _assert_the_order_follows_the_article(steps):
     comes after them, by name. Nothing here is counted by hand: the article and the registry
     say how many steps there are."""
     in_article = [s for s in steps if s.article_step is not None]
-    outside = steps[len(in_article) :]
+    chapter1 = [s for s in in_article if s.article.chapter == 1]
+    chapter2 = [s for s in in_article if s.article.chapter == 2]
+    outside = [s for s in steps if s.article_step is None]
+    # Page's steps, then any step outside the sources (it runs on his recipes), then airbench's.
+    assert steps == chapter1 + outside + chapter2
     assert all(s.article_step is None and s.part is None for s in outside)
     assert [s.name for s in in_article] == list(article.LAB_ORDER)  # each once, in order
     assert [s.name for s in outside] == sorted(s.name for s in outside)
@@ -82,8 +88,11 @@ def _assert_the_order_follows_the_article(steps):
     assert [s.part for s in in_article] == [article.BY_NUMBER[n].part for n in numbers]
     assert all(s.story and s.title and s.changes for s in steps)
     assert [s.order for s in steps] == list(range(1, len(steps) + 1))
-    assert series_steps("full") == steps
+    assert series_steps("both") == steps
+    assert series_steps("full") == chapter1 + outside
+    assert series_steps("airbench") == chapter2
     assert series_steps("part1") == [s for s in in_article if s.part == 1]
+    assert all(s.part is None and s.article.device == "A100" for s in chapter2)
 
 
 def test_registry_has_the_series_steps_in_the_articles_order():
@@ -102,20 +111,20 @@ def outside_step(tmp_path):
 def test_a_step_outside_the_article_comes_after_the_articles(outside_step):
     steps = all_steps()
     _assert_the_order_follows_the_article(steps)
-    assert steps == [*STEPS, outside_step]
-    assert outside_step.order == len(STEPS) + 1
+    assert steps == [*PAGE, outside_step, *AIRBENCH]
+    assert outside_step.order == len(PAGE) + 1
     assert (outside_step.article, outside_step.article_saved_s) == (None, None)
     assert outside_step.article_shared_with == []
     assert outside_step.facts()["article_step"] is None
     assert outside_step.story.startswith("Train twice as long")
     assert get_steps([OUTSIDE, STEPS[0].name]) == [STEPS[0], outside_step]
-    assert f"the series' {len(STEPS)} steps and 1 the article did not make" in describe_series(
+    assert f"the series' {len(PAGE)} steps and 1 the article did not make" in describe_series(
         "full"
     )
     assert series_steps("part1") == [s for s in STEPS if s.part == 1]
     # Every step but one, each step in turn, with the new step last: it has none of its own.
-    expected = [f"-{s.name}" for s in STEPS if s.name != "gpu_augmentation"]
-    assert [v.name for v in leave_one_out_variants(SERIES_BASE, steps)] == expected
+    expected = [f"-{s.name}" for s in PAGE if s.name != "gpu_augmentation"]
+    assert [v.name for v in leave_one_out_variants(SERIES_BASE, series_steps("full"))] == expected
 
 
 def test_the_throwaway_step_is_gone_after_its_test(tmp_path):
@@ -142,9 +151,9 @@ def test_leave_one_out_variants_drop_exactly_one_step():
 
 
 def test_a_step_later_steps_need_has_no_leave_one_out_variant():
-    variants = leave_one_out_variants(SERIES_BASE, STEPS)
+    variants = leave_one_out_variants(SERIES_BASE, PAGE)
     # Ghost BatchNorm needs the device pipeline's dropped last batch.
-    expected = [f"-{s.name}" for s in STEPS[:-1] if s.name != "gpu_augmentation"]
+    expected = [f"-{s.name}" for s in PAGE[:-1] if s.name != "gpu_augmentation"]
     assert [v.name for v in variants] == expected
 
 

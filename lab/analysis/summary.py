@@ -42,6 +42,7 @@ from lab.recipe.vocabulary import (
     PHASES,
     TRAIN_EVAL,
     TRAIN_PREPROCESS,
+    WHITEN_TRAIN_FINAL_EVAL,
 )
 from lab.records.floor import floor_seconds
 from lab.records.plan import JobSpec, plan_job
@@ -84,7 +85,14 @@ from lab.records.summary_step import (
 )
 from lab.records.typed import from_jsonable
 
-TIMINGS = ("total_s", "train_s", "eval_s", "preprocess_s")  # Timing's fields
+TIMINGS = (  # Timing's fields
+    "total_s",
+    "train_s",
+    "eval_s",
+    "preprocess_s",
+    "whitening_s",
+    "final_eval_s",
+)
 CATEGORIES = ("data", "compute", "other")
 META_KEYS = tuple(Meta.__dataclass_fields__)  # of the first timed run
 CHANCE = 1 / CLASSES  # the test accuracy of a guess
@@ -100,8 +108,17 @@ def chain_variants(summary: Summary) -> list[VariantSummary]:
 
 
 def _sample(records: list[dict[str, Any]], key: str) -> Sample:
-    values = [r["measurements"][key] for r in records]
+    values = [_timing(r["measurements"], key) for r in records]
     return Sample(median=median(values), values=values)
+
+
+def _timing(measurements: dict[str, Any], key: str) -> float:
+    """A part of a run's time: a recorded figure, or the last epoch's evaluation (kept per
+    epoch in every record); a whitening not measured apart (early schema-2 records) as 0."""
+    if key == "final_eval_s":
+        return measurements["epochs"][-1]["eval_s"]
+    value = measurements[key]
+    return 0.0 if value is None else value
 
 
 def learned(median_accuracy: float) -> bool:
@@ -146,6 +163,7 @@ def summarise_variant(name: str, records: list[dict[str, Any]], floor: Floor) ->
         params=first["params"],
         flops_per_image=first["flops_per_image"],
         precision=first["measurements"]["precision"],
+        device=first["measurements"]["device"],
         config=first["config"],
         floor=floor,
     )
@@ -200,6 +218,7 @@ def paired_phase_saving(before: dict[int, float], after: dict[int, float]) -> Ph
 RULE_PARTS: dict[str, tuple[str, ...]] = {
     TRAIN_EVAL: ("total_s",),  # the lab's timed region, recorded as one figure
     TRAIN_PREPROCESS: ("train_s", "preprocess_s"),
+    WHITEN_TRAIN_FINAL_EVAL: ("whitening_s", "train_s", "final_eval_s"),
 }
 
 
@@ -316,6 +335,14 @@ def summarise_step(
 def _no_effect_expected(facts: dict[str, Any], after: VariantSummary) -> NoEffect | None:
     """A step that changes only models of one precision, on runs that trained in another: no
     change of work is expected on this device (None otherwise)."""
+    device = facts.get("needs_device")  # plans from before chapter 2 lack it
+    if device is not None and not after.device.startswith(device):
+        return NoEffect(
+            needs_precision=None,
+            precision=after.precision,
+            needs_device=device,
+            device=after.device,
+        )
     needs = facts["needs_precision"]
     if needs is None or after.precision == needs:
         return None
@@ -342,6 +369,9 @@ def _article_step(
         source=claim["source"],
         shared_with=facts["shared_with"],
         ours_on_rule=comparison(ours, before_rule_s),
+        # Plans from before chapter 2 stored neither: every step was a Part's, on a V100.
+        where=claim.get("where", f"Part {claim['part']}"),
+        device=claim.get("device", series["device"]),
     )
 
 
@@ -526,13 +556,27 @@ def _article_totals(
     for a job of no step the article took), from the article's baseline or, for a `--from`
     chain, from the step it starts after."""
     numbers = [s.article.step for s in steps if s.article.step is not None]
-    first_part = min(s["part"] for s in series["steps"])
+    first_part = min(s["part"] for s in series["steps"] if s["part"] is not None)
     default = max(s["number"] for s in series["steps"] if s["part"] == first_part)
     last = max(numbers, default=default)
     times = {s["number"]: s["time_s"] for s in series["steps"]}
-    start_s = times[start_step or 0]
+    # Plans from before chapter 2 name one device for the whole series.
+    devices = {s["number"]: s.get("device", series["device"]) for s in series["steps"]}
+    restarts = {
+        s["number"]: s["before_s"]
+        for s in series["steps"]
+        if s["number"] - 1 in devices and devices[s["number"] - 1] != devices[s["number"]]
+    }
+    first = (start_step or 0) + 1
+    # A chain that starts where a chapter does starts from its re-measured time.
+    start_s = restarts.get(first, times[start_step or 0])
+    stretch = list(
+        dict.fromkeys(
+            devices[k] for k in range(first if first in restarts else first - 1, last + 1)
+        )
+    )
     return ArticleTotals(
-        device=series["device"],
+        device=", then ".join(stretch),
         times_s={str(k): v for k, v in times.items()},
         labels={str(s["number"]): s["label"] for s in series["steps"]},
         rules={str(s["number"]): s["rule"] for s in series["steps"]},
@@ -541,6 +585,8 @@ def _article_totals(
         final_s=times[last],
         saved_s=start_s - times[last],
         start_step=start_step,
+        devices={str(k): v for k, v in devices.items()},
+        restarts_s={str(k): v for k, v in restarts.items()},
     )
 
 

@@ -19,15 +19,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lab.recipe.vocabulary import TRAIN_EVAL, TRAIN_PREPROCESS
+from lab.recipe.vocabulary import TRAIN_EVAL, TRAIN_PREPROCESS, WHITEN_TRAIN_FINAL_EVAL
 
-DEVICE = "V100"
+DEVICE = "V100"  # chapter 1's (Page's) device; each step names its own (`ArticleStep.device`)
+CHAPTER2_DEVICE = "A100"  # airbench's figures: seconds and PFLOPs on one A100
+
+
+FIRST_OF_CHAPTER2 = 19  # the number of chapter 2's first step (its re-base)
+# Page's final recipe (cifar10-fast) re-timed by the zoo on an A100: chapter 2's start.
+PAGE_ON_A100_S, PAGE_ON_A100_PFLOPS, PAGE_ON_A100_EPOCHS = 14.9, 1.14, 10.0
 
 
 @dataclass(frozen=True)
 class ArticleStep:
     number: int  # position in the series (0: the baseline)
-    part: int  # the part of the series that took it
+    part: int | None  # the part of Page's series that took it (None: chapter 2)
     label: str  # short name for charts
     time_s: float  # V100 seconds of the whole run after this step
     accuracy: str  # test accuracy as the source reports it
@@ -35,6 +41,16 @@ class ArticleStep:
     source: str  # where the figure comes from (docs/article.md, "Sources": E, B, ...)
     lab_steps: tuple[str, ...]  # the lab's steps that make up this one, in the order applied
     before_s: float | None = None  # the time before, when it was re-measured on this rule
+    # (or, at a chapter's start, on this chapter's device)
+    chapter: int = 1  # 1: Page's series; 2: airbench's ablation chain
+    device: str = DEVICE  # the GPU the figure was timed on
+    pflops: float | None = None  # the source's PFLOPs for the whole run (chapter 2)
+    epochs: float | None = None  # the source's epochs for the run (chapter 2)
+
+    @property
+    def where(self) -> str:
+        """Where in the sources the step is: "Part 3", or chapter 2's script."""
+        return f"Part {self.part}" if self.chapter == 1 else self.source
 
 
 STEPS: tuple[ArticleStep, ...] = (
@@ -102,6 +118,103 @@ STEPS: tuple[ArticleStep, ...] = (
     ArticleStep(16, 8, "whitening", 36.0, "94.1%", TRAIN_PREPROCESS, "B 68-75", ("whitening",)),
     ArticleStep(17, 8, "EMA", 33.5, "94.1%", TRAIN_PREPROCESS, "B 76-78", ("ema",)),
     ArticleStep(18, 8, "flip TTA", 26.0, "94.1% (with TTA)", TRAIN_PREPROCESS, "B 79-85", ("tta",)),
+    *(
+        ArticleStep(
+            number,
+            None,  # not one of Page's parts: `where` names the step's script
+            label,
+            time_s,
+            accuracy,
+            WHITEN_TRAIN_FINAL_EVAL,
+            script,
+            (step,),
+            before_s=PAGE_ON_A100_S if number == FIRST_OF_CHAPTER2 else None,
+            chapter=2,
+            device=CHAPTER2_DEVICE,
+            pflops=pflops,
+            epochs=epochs,
+        )
+        for number, (step, label, script, time_s, pflops, epochs, accuracy) in enumerate(
+            (
+                # The zoo's table gives main0 34 epochs; its script's hyp 45 (docs/series.md).
+                (
+                    "airbench",
+                    "airbench\nre-base",
+                    "main0_network",
+                    14.2,
+                    1.22,
+                    34.0,
+                    "94.00% mean (50 runs)",
+                ),
+                (
+                    "patch_whitening",
+                    "2x2\nwhitening",
+                    "main1_whiten",
+                    8.6,
+                    0.76,
+                    21.0,
+                    "94.00% mean (200 runs)",
+                ),
+                ("dirac_init", "dirac", "main2_dirac", 7.3, 0.65, 18.0, "94.01% mean (200 runs)"),
+                (
+                    "bn_bias_lr",
+                    "BN bias\nlr x64",
+                    "main3_scalebias",
+                    5.5,
+                    0.49,
+                    13.5,
+                    "94.01% mean (200 runs)",
+                ),
+                (
+                    "whitening_bias_freeze",
+                    "freeze\nbias",
+                    "main4_freeze",
+                    5.2,
+                    0.47,
+                    13.5,
+                    "94.03% mean (500 runs)",
+                ),
+                (
+                    "lookahead",
+                    "Lookahead",
+                    "main5_lookahead",
+                    4.6,
+                    0.42,
+                    12.0,
+                    "94.02% mean (200 runs)",
+                ),
+                (
+                    "multicrop_tta",
+                    "6-view\nTTA",
+                    "main6_tta",
+                    4.3,
+                    0.39,
+                    10.8,
+                    "94.02% mean (200 runs)",
+                ),
+                (
+                    "alternating_flip",
+                    "alternating\nflip",
+                    "main7_mirror",
+                    3.9,
+                    0.36,
+                    9.9,
+                    "94.02% mean (700 runs)",
+                ),
+                (
+                    "torch_compile",
+                    "compile",
+                    "main8_compile",
+                    3.5,
+                    0.36,
+                    9.9,
+                    "not reported (the paper: 3.29 s)",
+                ),
+                ("muon", "Muon", "airbench94_muon", 2.59, 0.29, 8.0, "94.01% mean (200 runs)"),
+            ),
+            start=FIRST_OF_CHAPTER2,
+        )
+    ),
 )
 BY_NUMBER: dict[int, ArticleStep] = {step.number: step for step in STEPS}
 # The lab's step order: the article's, with its shared steps split in the order listed.
@@ -115,7 +228,7 @@ def step_saved_s(number: int) -> float:
     with that number)."""
     step = BY_NUMBER[number]
     before = step.before_s if step.before_s is not None else TIMES_S[number - 1]
-    return before - step.time_s
+    return round(before - step.time_s, 6)  # the figures' own precision, not a float's
 
 
 def series_facts() -> dict[str, Any]:
@@ -127,6 +240,12 @@ def series_facts() -> dict[str, Any]:
             {
                 "number": step.number,
                 "part": step.part,
+                "chapter": step.chapter,
+                "where": step.where,
+                "device": step.device,
+                "before_s": step.before_s,
+                "pflops": step.pflops,
+                "epochs": step.epochs,
                 "label": step.label,
                 "time_s": step.time_s,
                 "saved_s": None if step.number == 0 else step_saved_s(step.number),
@@ -150,3 +269,4 @@ def final_s(last: int | None = None) -> float:
 
 
 PART1_LAST = 4  # the last step of Part 1, the seed article
+CHAPTER1_LAST = FIRST_OF_CHAPTER2 - 1  # Page's last step (flip TTA, 26 s)

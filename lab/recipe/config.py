@@ -34,7 +34,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "bn_precision": ("model", "fp32"),
     "precision": ("auto", "fp32", "fp16", "autocast"),
     "tta": ("none", "flip", "multicrop"),
-    "data_path": ("loader", "device"),
+    "data_path": ("loader", "device", "airbench"),
+    "flip_mode": ("random", "alternating"),
+    "optimizer": ("sgd", "muon"),
+    "compile": ("none", "default", "max-autotune"),
     "preprocessing": ("per_sample", "cached"),
     "augment_rng": ("per_sample", "bulk"),
     "sgd_update": ("torch", "page"),
@@ -77,6 +80,8 @@ class Config:
     # the epoch index (checked at each epoch's start, as the source) is below this, then stops,
     # and with it the backward into the stem (airbench's `whiten_bias_epochs`); None: it
     # trains throughout. In run epochs: a step writes article epochs x `epoch_scale`
+    head_init_std: float | None = None  # the classifier's weights rescaled to this standard
+    # deviation at init (airbench94_muon: 1); None: PyTorch's default init
     dirac_init: bool = False  # every 3x3 conv's first in_channels filters start as the identity
     # (torch.nn.init.dirac_), the others as PyTorch's default
     whitening_eps: float = 1e-2  # added to each eigenvalue before the inverse square root
@@ -90,6 +95,12 @@ class Config:
     epoch_scale: float = 1.0  # run epochs per article epoch: steps write epoch counts and LR
     # knots in the article's epochs and multiply them by this (a scaled preset's epochs / 35)
     batch_size: int = 128  # training images per SGD step
+    batch_scale: float = 1.0  # run images per step / the source's, for the steps that write
+    # their source's batch (chapter 2, `lab.recipe.decoupled`): they write batch x this,
+    # rounded, and their mean-loss rates x the same ratio, so a training set cut by this
+    # factor keeps the source's steps per epoch and per-example rate (docs/presets.md)
+    source_batch_size: int | None = None  # the batch such a step wrote, before batch_scale
+    # (None: `batch_size` is as written); the horizons' source run uses it
     test_batch_size: int = 512  # test images per evaluation batch
     lr_knots: tuple[tuple[float, float], ...] = DAWNBENCH_LR_KNOTS  # (epoch, learning rate),
     # held at the last value after the last knot; the rate of a mean-over-the-batch loss
@@ -111,6 +122,24 @@ class Config:
     ema_rho: float = 0.0  # weight EMA: ema <- rho ema + (1 - rho) weights; evaluation uses
     # the EMA copy; 0: no EMA
     ema_every: int = 5  # optimiser steps between EMA updates (the count restarts each epoch)
+    lookahead_every: int = 0  # Lookahead (airbench's main5): every this many optimiser steps
+    # (counted over the run) a weight average moves toward the weights and the weights are set
+    # to it; after each epoch the weights are set to it again; 0: no Lookahead
+    lookahead_start_epochs: float = 3.0  # run epochs before the first Lookahead update (a
+    # step writes the source's 3 x `epoch_scale`)
+    lookahead_decay_base: float = 0.95  # the average's decay per step: rho = base^every x
+    lookahead_decay_pow: float = 3.0  # (step / total steps)^pow, so it averages harder late
+    optimizer: str = "sgd"  # sgd: every parameter by SGD; muon: the 4-d filters by Muon
+    # (airbench94_muon: Nesterov momentum on the raw gradient, the update orthogonalised by
+    # Newton-Schulz in bf16, each filter renormalised first), the rest by SGD
+    muon_lr: float = 0.24  # Muon's peak step (dimensionless: the update is orthogonal), on the
+    # run's schedule shape (its rate / the schedule's peak)
+    muon_momentum: float = 0.6  # Muon's Nesterov momentum
+    muon_ns_steps: int = 3  # Newton-Schulz iterations per Muon update
+    whitening_bias_decay: bool = False  # the stem's bias rate falls linearly to 0 at
+    # `whitening_bias_epochs` (airbench94_muon), instead of the run's schedule
+    compile: str = "none"  # torch.compile mode of the network on CUDA (none: eager); ignored on
+    # a CPU, where the lab does not compile (docs/series.md, "GPU-only steps")
     horizons: str = "as_written"  # as_written: the EMA's rho as the step wrote it; scaled: its
     # memory keeps its fraction of the run's updates (lab/recipe/horizons.py, docs/presets.md)
     tta: str = "none"  # flip: evaluation averages the logits of each image and its mirror;
@@ -123,6 +152,10 @@ class Config:
     # --- data pipeline ---
     data_path: str = "loader"  # loader: a DataLoader over samples; device: the whole set as
     # one tensor on the training device, augmented in groups once per epoch, no DataLoader
+    translate: int = 2  # airbench data path: pixels of reflect padding, and the largest shift
+    # of each image's random crop per axis (0: no crop)
+    flip_mode: str = "random"  # airbench data path: random: each image mirrored with p=1/2 every
+    # epoch; alternating: drawn once, then the whole set mirrored on odd epochs
     cutout: int = 0  # side in pixels of a square set to 0 inside each training image (0: none)
     augment_max_options: int = 200  # device path: at most this many distinct choices of
     # each transform per epoch (one per contiguous group of a shuffled set)
@@ -147,11 +180,22 @@ class Config:
             "ema_every",
             "augment_max_options",
             "whitening_images",
+            "muon_ns_steps",
         )
         for name in positive:
             if getattr(self, name) < 1:
                 raise LabError(f"config {name}={getattr(self, name)}: must be >= 1")
-        for name in ("epochs", "epoch_scale", "logit_scale", "celu_alpha", "lr_scale", "bn_eps"):
+        for name in (
+            "epochs",
+            "epoch_scale",
+            "logit_scale",
+            "celu_alpha",
+            "lr_scale",
+            "batch_scale",
+            "bn_eps",
+            "muon_lr",
+            "lookahead_decay_base",
+        ):
             if not getattr(self, name) > 0:
                 raise LabError(f"config {name}={getattr(self, name)}: must be > 0")
         self._check_ranges()
@@ -176,6 +220,7 @@ class Config:
             raise LabError(f"config ema_rho={self.ema_rho}: must be in [0, 1)")
         if not 0 < self.bn_momentum <= 1:
             raise LabError(f"config bn_momentum={self.bn_momentum}: must be in (0, 1]")
+        self._check_chapter2()
         if not 0 <= self.cutout <= 32:
             raise LabError(f"config cutout={self.cutout}: must be 0 to 32 pixels")
         if self.patch_whitening and self.architecture != "airbench":
@@ -198,6 +243,26 @@ class Config:
                 f"config bn_splits={self.bn_splits}: needs batch_size divisible by it "
                 f"(batch_size={self.batch_size}) and drop_last=true (drop_last={self.drop_last})"
             )
+
+    def _check_chapter2(self) -> None:
+        """The fields of airbench's mechanisms: each needs the part of the recipe it acts on."""
+        if self.flip_mode == "alternating" and self.data_path != "airbench":
+            raise LabError("config flip_mode=alternating: needs data_path=airbench")
+        if not 0 <= self.translate <= 8:
+            raise LabError(f"config translate={self.translate}: must be 0 to 8 pixels")
+        if self.lookahead_every < 0:
+            raise LabError(f"config lookahead_every={self.lookahead_every}: must be >= 0")
+        if self.lookahead_every and self.ema_rho:
+            raise LabError(
+                "config lookahead_every: Lookahead and the weight EMA (ema_rho) exclude "
+                "each other; set one"
+            )
+        if not 0 <= self.muon_momentum < 1:
+            raise LabError(f"config muon_momentum={self.muon_momentum}: must be in [0, 1)")
+        if self.whitening_bias_decay and self.whitening_bias_epochs is None:
+            raise LabError("config whitening_bias_decay=true: needs whitening_bias_epochs")
+        if self.head_init_std is not None and not self.head_init_std > 0:
+            raise LabError(f"config head_init_std={self.head_init_std}: must be > 0")
 
     @property
     def schedule(self) -> PiecewiseLinear:

@@ -25,6 +25,11 @@ def _measured(key: str) -> Callable[[dict[str, Any]], float | None]:
     return lambda record: record["measurements"][key]
 
 
+def _measured_since_chapter2(key: str) -> Callable[[dict[str, Any]], float | None]:
+    """A counter that records from before chapter 2 lack: not measured (None) there."""
+    return lambda record: record["measurements"].get(key)
+
+
 COUNTERS: dict[str, Counter] = {
     counter.name: counter
     for counter in (
@@ -49,6 +54,21 @@ COUNTERS: dict[str, Counter] = {
             True,
             lambda record: record["flops_per_image"],
         ),
+        Counter(
+            "weight_average_updates",
+            "weight-average updates",
+            "{:+,.0f}",
+            True,
+            _measured_since_chapter2("weight_average_updates"),
+        ),
+        Counter(
+            "eval_views",
+            "evaluation views",
+            "{:+,.0f}",
+            True,
+            _measured_since_chapter2("eval_views"),
+        ),
+        Counter("compile_s", "compile", "{:+.2f} s", False, _measured_since_chapter2("compile_s")),
     )
 }
 # A change of a timed counter smaller than this fraction is not shown as a change.

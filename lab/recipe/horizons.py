@@ -63,5 +63,10 @@ def article_training_steps(config: Config) -> int:
 
 def _article_run(config: Config) -> Config:
     return dataclasses.replace(
-        config, train_images=None, epochs=config.epochs / config.epoch_scale, epoch_scale=1.0
+        config,
+        train_images=None,
+        epochs=config.epochs / config.epoch_scale,
+        epoch_scale=1.0,
+        # A chapter-2 step's batch was cut by batch_scale: its source's run had the written one.
+        batch_size=config.source_batch_size or config.batch_size,
     )

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from lab.errors import LabError
 from lab.recipe.config import ARTICLE_EPOCHS, DAWNBENCH_LR_KNOTS, Config
 from lab.recipe.schedule import PiecewiseLinear
+from lab.recipe.workload import FULL_TRAIN_SIZE
+
+CPU_AIRBENCH_IMAGES = 5120  # training images of `cpu-airbench` (a tenth of CIFAR-10, x 1.024)
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,22 @@ PRESETS: dict[str, Preset] = {
             _scaled(8.75, width=8, train_images=10_240, test_images=500, target_accuracy=0.2),
             rounds=3,
         ),
+        # Chapter 2 at a 2-core CPU scale (docs/presets.md, "Chapter 2 at a CPU scale"):
+        # 5,120 training images with every source batch cut by the same factor, so each
+        # epoch keeps its source's 48 steps (24 for Muon's batch 2000) and per-example rate;
+        # half the source's epochs; width 24, the narrowest at which dirac is an identity.
+        Preset(
+            "cpu-airbench",
+            _scaled(
+                ARTICLE_EPOCHS * 0.5,
+                width=24,
+                train_images=CPU_AIRBENCH_IMAGES,
+                test_images=500,
+                batch_scale=CPU_AIRBENCH_IMAGES / FULL_TRAIN_SIZE,
+                target_accuracy=0.2,
+            ),
+            rounds=3,
+        ),
         Preset(
             "smoke",
             _scaled(
@@ -69,6 +88,7 @@ PRESETS: dict[str, Preset] = {
                 width=4,
                 train_images=500,
                 test_images=200,
+                batch_scale=500 / FULL_TRAIN_SIZE,  # chapter 2's batches: its steps per epoch
                 target_accuracy=0.2,
                 train_workers=2,
                 test_workers=2,
@@ -80,9 +100,12 @@ PRESETS: dict[str, Preset] = {
 
 
 def default_preset(device: str, series: str | None) -> str:
-    """The article's scale on a GPU; on a CPU, the scale measured to fit the job."""
+    """The sources' scale on a GPU (both chapters' full scale: 50,000 images, their epochs);
+    on a CPU, the scale measured to fit the job."""
     if device == "cuda":
         return "dawnbench"
+    if series in ("airbench", "both"):
+        return "cpu-airbench"
     return "cpu-series" if series == "full" else "cpu"
 
 

@@ -20,6 +20,7 @@ from lab.errors import LabError
 from lab.recipe import article
 from lab.recipe.config import Config
 from lab.recipe.counters import COUNTERS
+from lab.recipe.vocabulary import on_a
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class Step:
     # "fp16": the step changes only what an fp16 model computes; with fp32 (a CPU) it is
     # expected to change no work, and a report says so beside the measurement.
     needs_precision: str | None = None
+    # "cuda": the step acts only on that device (torch.compile); elsewhere it changes no work,
+    # and a report says so beside the measurement.
+    needs_device: str | None = None
 
     @property
     def article_step(self) -> int | None:
@@ -81,6 +85,7 @@ class Step:
             # written with sorted keys.
             "expects": [[counter, moves] for counter, moves in self.expects.items()],
             "needs_precision": self.needs_precision,
+            "needs_device": self.needs_device,
         }
 
 
@@ -94,6 +99,7 @@ def register_step(
     changes: str,
     expects: dict[str, str] | None = None,
     needs_precision: str | None = None,
+    needs_device: str | None = None,
 ) -> Callable[[Callable[[Config], Config]], Callable[[Config], Config]]:
     """Register `apply(config) -> config` as a step; the module docstring is its story."""
 
@@ -112,6 +118,7 @@ def register_step(
             dict(expects or {}),
             story,
             needs_precision,
+            needs_device,
         )
         return apply
 
@@ -128,44 +135,83 @@ def all_steps() -> list[Step]:
 
 
 def _position(step: Step) -> tuple[int, str]:
-    """The article's order; a step outside the article after every step in it, by name."""
+    """The sources' order; a step outside them after chapter 1's steps (it is a step on
+    Page's recipes, run with them), by name, and before chapter 2's."""
+    chapter1 = [n for n in article.LAB_ORDER if article.NUMBER_OF[n] <= article.CHAPTER1_LAST]
+    if step.name in chapter1:
+        return chapter1.index(step.name), ""
     if step.name in article.LAB_ORDER:
-        return article.LAB_ORDER.index(step.name), ""
-    return len(article.LAB_ORDER), step.name
+        return 1 + article.LAB_ORDER.index(step.name), ""
+    return len(chapter1), step.name
 
 
-# Named sequences of steps: the seed article's (Part 1) and every registered step (the whole
-# series, Parts 1-8, and any step the article did not make).
-SERIES: tuple[str, ...] = ("part1", "full")
+# Named sequences of steps: the seed article's (Part 1); Page's whole series (chapter 1, Parts
+# 1-8, and any registered step the article did not make; "full", the name records of chapter 1
+# carry); airbench's chain (chapter 2, run on top of chapter 1's final recipe: its baseline is
+# Page's last step); and both chapters end to end.
+SERIES: tuple[str, ...] = ("part1", "full", "airbench", "both")
 
 
 def describe_series(name: str) -> str:
     """What `--series NAME` runs, for `--help`: its steps counted in the registry, and the
-    article's times over them."""
+    sources' times over them."""
     steps = series_steps(name)
     if name == "part1":
-        return f"the seed article's {len(steps)} steps ({_figures(1)}); same as --all"
+        figures = _figures(1, article.PART1_LAST)
+        return f"the seed article's {len(steps)} steps ({figures}); same as --all"
+    if name == "airbench":
+        return (
+            f"chapter 2's {len(steps)} steps after Page's final recipe "
+            f"({_figures(article.FIRST_OF_CHAPTER2, article.STEPS[-1].number)})"
+        )
     in_article = sum(step.article_step is not None for step in steps)
     outside = len(steps) - in_article
     also = f" and {outside} the article did not make" if outside else ""
-    return f"the series' {in_article} steps{also} ({_figures(article.STEPS[-1].part)})"
+    if name == "both":
+        return (
+            f"both chapters' {in_article} steps{also} ({_figures(1, article.CHAPTER1_LAST)}, "
+            f"then {_figures(article.FIRST_OF_CHAPTER2, article.STEPS[-1].number)})"
+        )
+    return f"the series' {in_article} steps{also} ({_figures(1, article.CHAPTER1_LAST)})"
 
 
-def _figures(last_part: int) -> str:
-    """The article's time before its first step and after the last step of `last_part`."""
-    last = max(step.number for step in article.STEPS if step.part <= last_part)
-    parts = "Part 1" if last_part == 1 else f"Parts 1-{last_part}"
-    times = f"{article.baseline_s():g} s -> {article.final_s(last):g} s"
-    return f"{parts}: {times} on a {article.DEVICE}"
+def _figures(first: int, last: int) -> str:
+    """The sources' time before step `first` and after step `last`, on their device."""
+    start, end = article.BY_NUMBER[first], article.BY_NUMBER[last]
+    if start.chapter == 2:
+        where = "chapter 2"
+        before = start.before_s if start.before_s is not None else article.TIMES_S[first - 1]
+    else:
+        where = "Part 1" if end.part == 1 else f"Parts 1-{end.part}"
+        before = article.baseline_s()
+    return f"{where}: {before:g} s -> {end.time_s:g} s on {on_a(end.device)}"
+
+
+def _chapter(step: Step) -> int:
+    """The chapter a step belongs to: its article step's, or 1 for a step outside the
+    sources (it runs with Page's series, after its steps)."""
+    return 1 if step.article is None else step.article.chapter
 
 
 def series_steps(name: str) -> list[Step]:
     """The steps of a named series, in order; LabError listing the valid names otherwise."""
     if name not in SERIES:
         raise LabError(f"--series {name}: unknown series; valid series: {', '.join(SERIES)}")
-    if name == "full":
+    if name == "both":
         return all_steps()
+    if name == "full":
+        return [s for s in all_steps() if _chapter(s) == 1]
+    if name == "airbench":
+        return [s for s in all_steps() if _chapter(s) == 2]
     return [s for s in all_steps() if s.part == 1]
+
+
+def series_start(name: str) -> list[Step]:
+    """The steps a series applies before its chain (its baseline's recipe): chapter 1's for
+    chapter 2, whose re-base starts from Page's final recipe; none for the others."""
+    if name == "airbench":
+        return series_steps("full")
+    return []
 
 
 def get_steps(names: list[str]) -> list[Step]:

@@ -9,10 +9,14 @@ BASELINE, STEP, CONTROL, LEAVE_ONE_OUT = "baseline", "step", "control", "leave_o
 # The cumulative chain, whose neighbours a report compares: the baseline and each step after it.
 CHAIN_ROLES = (BASELINE, STEP)
 
-# The two timing rules of the article; the lab's timed region is TRAIN_EVAL. How each adds up
-# a record's parts is `lab.analysis.summary.RULE_PARTS`; how a report names it, `lab.render`.
+# The timing rules of the article's two chapters; the lab's timed region is TRAIN_EVAL. How
+# each adds up a record's parts is `lab.analysis.summary.RULE_PARTS`; how a report names it,
+# `lab.render`.
 TRAIN_EVAL = "train_eval"  # training + per-epoch evaluation, preprocessing excluded
 TRAIN_PREPROCESS = "train_preprocess"  # training + one-off preprocessing, evaluation excluded
+# Chapter 2's sources (airbench): the whitening's eigendecomposition, training and the final
+# (TTA) evaluation; loading the data and the per-epoch evaluations excluded.
+WHITEN_TRAIN_FINAL_EVAL = "whiten_train_final_eval"
 
 # CIFAR-10's classes: chance accuracy is 1 / this, which a summary's `learned` rule reads
 # (lab.analysis.summary.learned), so old records are judged by the same chance.
@@ -39,3 +43,9 @@ PHASES = {
     "other": "the remainder of the timed region: per-step bookkeeping (rate, counters, loss sum)",
 }
 OTHER = "other"  # the remainder phase
+
+
+def on_a(device: str) -> str:
+    """ "a V100", "an A100", "an H200": the indefinite article a device's name takes read
+    aloud (a letter name that starts with a vowel sound takes "an")."""
+    return f"{'an' if device[:1] in 'AEFHILMNORSX8' else 'a'} {device}"

@@ -50,6 +50,15 @@ def device_rng_calls_per_epoch(config: Config) -> int:
     return 2 * device_transform_count(config) + 1
 
 
+def airbench_rng_calls(config: Config) -> int:
+    """RNG calls of airbench's data path over a run (lab/train/airbench_data.py): per epoch a
+    permutation and, with `translate`, one draw of every image's shifts; the flips in one call
+    per epoch (random) or once, in the first (alternating)."""
+    per_epoch = 1 + (1 if config.translate else 0)
+    flips = 1 if config.flip_mode == "alternating" else passes(config)
+    return per_epoch * passes(config) + flips
+
+
 def passes(config: Config) -> int:
     """Passes over the training set: a fractional epoch count rounds up (the last pass is cut)."""
     return math.ceil(config.epochs - 1e-9)
@@ -87,7 +96,7 @@ def trained_samples(config: Config, train_size: int) -> list[int]:
 
 def expected_worker_launches(config: Config) -> int:
     """Worker processes the config implies: every pass over each loader starts its workers."""
-    if config.data_path == "device":
+    if config.data_path in ("device", "airbench"):
         return 0
     return passes(config) * (config.train_workers + config.test_workers)
 
@@ -96,6 +105,8 @@ def expected_rng_calls(config: Config, train_size: int) -> int:
     """Augmentation RNG calls the config implies over a whole run."""
     if config.data_path == "device":
         return device_rng_calls_per_epoch(config) * passes(config)
+    if config.data_path == "airbench":
+        return airbench_rng_calls(config)
     if config.augment_rng == "bulk":
         return bulk_rng_calls_per_epoch(config.cutout) * passes(config)
     return per_sample_rng_calls(config.cutout) * sum(trained_samples(config, train_size))

@@ -11,7 +11,7 @@ lab/records/summary_step.py."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,8 @@ class Timing:
     train_s: Sample
     eval_s: Sample
     preprocess_s: Sample  # one-off, outside the timed region
+    whitening_s: Sample  # of preprocess_s: the whitening filters' eigendecomposition
+    final_eval_s: Sample  # of eval_s: the last epoch's evaluation
 
 
 @dataclass(**FROZEN)
@@ -226,6 +228,7 @@ class VariantSummary:
     params: int
     flops_per_image: float
     precision: str  # what the runs trained in
+    device: str  # where they trained: "cpu", "cuda:0", ...
     config: dict[str, Any]  # the resolved config
     floor: Floor
     profile: Profile | None = optional()  # absent unless profiled
@@ -262,8 +265,8 @@ class ArticleTotals:
     """The article's figures for the stretch of the series the job covers, keyed by step
     number as a string."""
 
-    device: str
-    times_s: dict[str, float]  # V100 seconds after each step
+    device: str  # the stretch's device(s): "V100", "A100" or "V100, then A100"
+    times_s: dict[str, float]  # the sources' seconds after each step, on its own device
     labels: dict[str, str]
     rules: dict[str, str]  # timing rule per step
     last_step: int
@@ -273,6 +276,10 @@ class ArticleTotals:
     # `--from`: the article's step the chain starts after (its baseline is the article's time
     # there); absent for a chain from the article's baseline.
     start_step: int | None = optional()
+    # Each step's device, and where a chapter starts on another device than the step before
+    # it, the time there re-measured on the new one (chapter 2: Page's final on an A100).
+    devices: dict[str, str] = field(default_factory=dict)
+    restarts_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(**FROZEN)

@@ -88,10 +88,13 @@ class Expectation:
 
 @dataclass(**FROZEN)
 class NoEffect:
-    """A step that changes only models of one precision, on runs that trained in another."""
+    """A step that changes only models of one precision (or runs on one kind of device), on
+    runs that trained in another."""
 
-    needs_precision: str  # e.g. `fp16`
+    needs_precision: str | None  # e.g. `fp16`; None: the step needs a device instead
     precision: str  # what the runs trained in
+    needs_device: str | None = optional()  # e.g. `cuda` (absent: a precision step)
+    device: str | None = optional()  # where the runs trained
 
 
 @dataclass(**FROZEN)
@@ -100,20 +103,32 @@ class ArticleStep:
     figure only `step` (None), `saved_s` (None) and `shared_with` are in the file."""
 
     step: int | None  # the article's step number
-    part: int | None = None  # the article's Part
-    time_s: float | None = None  # V100 seconds after the step
-    saved_s: float | None  # V100 seconds saved, on the step's own timing rule
+    part: int | None = None  # the article's Part (None: chapter 2)
+    time_s: float | None = None  # the source's seconds after the step, on `device`
+    saved_s: float | None  # the source's seconds saved, on the step's own timing rule
     saved_pct: float | None = None  # percent of the article's previous time
     accuracy: float | None = None  # the article's test accuracy after the step (fraction)
     rule: str | None = None  # the timing rule: `train_eval` or `train_preprocess`
     source: str | None = None  # where the article says it
     shared_with: list[str]  # the other steps filed under that number
     ours_on_rule: Comparison | None = None  # our paired saving recomputed on `rule`
+    where: str | None = None  # "Part 3" or chapter 2's script ("main1_whiten")
+    device: str | None = None  # the GPU the source timed it on
 
     def _omitted_fields(self) -> tuple[str, ...]:
         if self.step is not None:
             return ()
-        return ("part", "time_s", "saved_pct", "accuracy", "rule", "source", "ours_on_rule")
+        return (
+            "part",
+            "time_s",
+            "saved_pct",
+            "accuracy",
+            "rule",
+            "source",
+            "ours_on_rule",
+            "where",
+            "device",
+        )
 
 
 @dataclass(**FROZEN)

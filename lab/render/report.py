@@ -14,7 +14,7 @@ from lab.analysis.stats import CONFIDENCE, FELL, MIN_ROUNDS, ROSE, SIGNIFICANT
 from lab.analysis.summary import CATEGORIES, build_summary, chain_variants
 from lab.errors import LabError
 from lab.recipe.counters import COUNTERS, SHOWN_CHANGE
-from lab.recipe.vocabulary import TRAIN_EVAL, TRAIN_PREPROCESS
+from lab.recipe.vocabulary import TRAIN_EVAL, TRAIN_PREPROCESS, WHITEN_TRAIN_FINAL_EVAL, on_a
 from lab.records import outputs
 from lab.records.jsonl import read_records
 from lab.records.plan import read_plan
@@ -102,7 +102,7 @@ def _accuracy(variant: VariantSummary) -> str:
 
 def _article_claim(step: StepSummary) -> str:
     claim = "-" if step.article.saved_s is None else f"-{step.article.saved_s:g} s"
-    notes = [f"Part {step.article.part}"] if step.article.part else []
+    notes = [step.article.where] if step.article.where else []
     if step.article.shared_with:
         notes.append(f"with {', '.join(step.article.shared_with)}")
     return claim + (f" ({', '.join(notes)})" if notes else "")
@@ -133,7 +133,7 @@ def _table(summary: Summary) -> list[str]:
     lines = [
         "| step | time (paired) | median run | saved (s, 95% CI) | saved (% of previous) "
         "| saving came from | counters changed | accuracy | accuracy change "
-        "(points, 95% CI) | article (V100) |",
+        f"(points, 95% CI) | sources ({summary.article.device}) |",
         "| --- | ---: | ---: | --- | --- | --- | --- | --- | --- | --- |",
         f"| {_baseline_name(summary)} | {chain[0].paired_time_s:.2f} s | "
         f"{chain[0].timing.total_s.median:.2f} s | | | | | {_accuracy(chain[0])} | | "
@@ -199,7 +199,13 @@ def _rule_table(summary: Summary) -> list[str]:
         "",
         f"The lab times one region for every variant: {RULE_NAMES[TRAIN_EVAL]}. The article's "
         f"Parts 1-4 timed the same; Part 8 timed {RULE_NAMES[TRAIN_PREPROCESS]} (its one-off "
-        "preprocessing, the whitening's eigendecomposition included). Here each step's saving "
+        "preprocessing, the whitening's eigendecomposition included)"
+        + (
+            f"; chapter 2's sources (airbench) timed {RULE_NAMES[WHITEN_TRAIN_FINAL_EVAL]}"
+            if any(s.article.rule == WHITEN_TRAIN_FINAL_EVAL for s in steps)
+            else ""
+        )
+        + ". Here each step's saving "
         "is recomputed from the recorded parts on its own part's rule (paired, 95% t), beside "
         "the article's saving as a percentage of its previous time. Percentages, not seconds, "
         "are what transfers between machines.",
@@ -212,7 +218,7 @@ def _rule_table(summary: Summary) -> list[str]:
         rule = RULE_SHORT[claim.rule]
         shared = f" (with {', '.join(claim.shared_with)})" if claim.shared_with else ""
         lines.append(
-            f"| {_step_name(step)} | Part {claim.part}, {rule} | "
+            f"| {_step_name(step)} | {claim.where}, {rule} | "
             f"-{claim.saved_s:g} s ({claim.saved_pct:.1f}%){shared} | "
             f"{_saving(claim.ours_on_rule, '%')} | {_saving(step, '%')} |"
         )
@@ -518,7 +524,8 @@ def _start_line(summary: Summary) -> list[str]:
     names = ", ".join(f"`{name}`" for name in summary.start)
     article = summary.article
     where = (
-        f"the article's step {article.start_step} ({article.baseline_s:g} s on a {article.device})"
+        f"the article's step {article.start_step} ({article.baseline_s:g} s on "
+        f"{on_a(article.device.split(', ')[0])})"
         if article.start_step is not None
         else "the article's baseline"
     )

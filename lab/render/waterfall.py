@@ -22,8 +22,10 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from lab.analysis.stats import FELL, SIGNIFICANT  # noqa: E402
 from lab.analysis.summary import chain_variants  # noqa: E402
+from lab.recipe.vocabulary import on_a  # noqa: E402
 from lab.records import outputs  # noqa: E402
 from lab.records.summary import Summary  # noqa: E402
+from lab.render.words import RULE_NAMES  # noqa: E402
 
 SAVING, SLOWDOWN, TOTAL, ONE_OFF = "#2a9d8f", "#e76f51", "#264653", "#b8b8b8"
 NOT_SIGNIFICANT_COLOR, NOT_SIGNIFICANT_HATCH = "#c8c8c8", "///"
@@ -99,16 +101,36 @@ def waterfall_bars(summary: Summary, separator: str) -> list[Bar]:
 
 
 def article_bars(summary: Summary, separator: str) -> list[Bar]:
-    """The article's bars in its own V100 seconds, as it states them (no scaling): its time
-    at the chain's start, each step's saving, its time at the chain's end."""
-    first = summary.article.start_step or 0  # a `--from` chain starts later in the article
-    times = [summary.article.times_s[str(k)] for k in range(first, summary.article.last_step + 1)]
-    bars = [Bar(times[0], times[0], "total", f"{times[0]:.4g} s")]
-    for before, after in zip(times[:-1], times[1:], strict=True):
+    """The sources' bars in their own seconds, as they state them (no scaling): the time at
+    the chain's start, each step's saving, the time at the chain's end; where a chapter starts
+    on another device, a total bar of its re-measured start first."""
+    return [bar for bar, _ in _article_bars_labelled(summary, separator)]
+
+
+def article_labels(summary: Summary, separator: str) -> list[str]:
+    """The x labels of `article_bars`, in order."""
+    return [label for _, label in _article_bars_labelled(summary, separator)]
+
+
+def _article_bars_labelled(summary: Summary, separator: str) -> list[tuple[Bar, str]]:
+    article = summary.article
+    first = article.start_step or 0  # a `--from` chain starts later in the article
+    restarts = {int(k): v for k, v in article.restarts_s.items()}
+    start = restarts.get(first + 1, article.times_s[str(first)])
+    bars = [(Bar(start, start, "total", f"{start:.4g} s"), "baseline")]
+    before = start
+    for number in range(first + 1, article.last_step + 1):
+        if number in restarts and number != first + 1:
+            before = restarts[number]
+            device = article.devices.get(str(number), "")
+            label = f"on {on_a(device)}" if device else "re-timed"
+            bars.append((Bar(before, before, "total", f"{before:.4g} s"), label))
+        after = article.times_s[str(number)]
         saved = before - after
         text = change_text(saved, 100 * saved / before, separator, ".3g")
-        bars.append(Bar(before, after, _kind(saved, None), text))
-    bars.append(Bar(times[-1], times[-1], "total", f"{times[-1]:.4g} s"))
+        bars.append((Bar(before, after, _kind(saved, None), text), article.labels[str(number)]))
+        before = after
+    bars.append((Bar(before, before, "total", f"{before:.4g} s"), "final"))
     return bars
 
 
@@ -190,11 +212,12 @@ def waterfall_figure(summary: Summary) -> Any:
     separator = " " if wide else "\n"
     first = summary.article.start_step or 0
     last = summary.article.last_step
+    theirs_labels = article_labels(summary, separator)
     if wide:
         fig, (ours, article) = plt.subplots(2, 1, figsize=(16, 11))
     else:
         fig, (ours, article) = plt.subplots(
-            1, 2, figsize=(13, 5.5), width_ratios=[len(steps) + 3, last - first + 2]
+            1, 2, figsize=(13, 5.5), width_ratios=[len(steps) + 3, len(theirs_labels)]
         )
     bars = waterfall_bars(summary, separator)
     labels = marked_labels(["baseline", *[s.name for s in steps], "final"], summary, separator)
@@ -239,28 +262,26 @@ def waterfall_figure(summary: Summary) -> Any:
     )
     ours.set_ylabel("seconds (training + per-epoch evaluation)")
     ours.set_ylim(0, highest * (1.5 if wide else 1.2))  # room for the texts and legend
-    article_labels = [summary.article.labels[str(k)] for k in range(first + 1, last + 1)]
     if wide:
-        article_labels = [label.replace("\n", " ") for label in article_labels]
+        theirs_labels = [label.replace("\n", " ") for label in theirs_labels]
     theirs = article_bars(summary, separator)
-    article_top = _draw_bars(article, theirs, ["baseline", *article_labels, "final"], wide)
+    article_top = _draw_bars(article, theirs, theirs_labels, wide)
     article.legend(
         handles=_legend_handles(ARTICLE_KINDS, {bar.kind for bar in theirs}),
         loc="upper right",
         fontsize=8,
         frameon=False,
     )
-    rules = (
-        "; Parts 1-4 time training + evaluation, Part 8 training + preprocessing"
-        if len({summary.article.rules[str(k)] for k in range(first, last + 1)}) > 1
-        else ""
-    )
+    rules = sorted({summary.article.rules[str(k)] for k in range(first + 1, last + 1)})
+    rule_text = "; " + ", ".join(RULE_NAMES[rule] for rule in rules) if len(rules) > 1 else ""
+    device = summary.article.device
+    on = on_a(device) if ", " not in device else device
     article.set_title(
-        f"The article on a {summary.article.device}, in its own seconds "
-        f"({theirs[0].start:.0f} s -> {theirs[-1].end:.4g} s){rules}",
+        f"The sources on {on}, in their own seconds "
+        f"({theirs[0].start:.4g} s -> {theirs[-1].end:.4g} s){rule_text}",
         fontsize=10,
     )
-    article.set_ylabel(f"{summary.article.device} seconds, as the article states them")
+    article.set_ylabel(f"{device} seconds, as the sources state them")
     article.set_ylim(0, article_top * (1.5 if wide else 1.25))
     for ax in (ours, article):
         ax.grid(axis="y", alpha=0.3)

@@ -9,15 +9,22 @@ from collections.abc import Sequence
 from lab.analysis.adaptive import STOP_REASONS
 from lab.analysis.disturbed import DisturbedRound as DisturbedNow
 from lab.analysis.rounds import REPLACEMENT_CAP, ROUNDS_DONE, RoundCall
-from lab.recipe.vocabulary import TRAIN_EVAL, TRAIN_PREPROCESS
+from lab.recipe.vocabulary import TRAIN_EVAL, TRAIN_PREPROCESS, WHITEN_TRAIN_FINAL_EVAL
 from lab.records.summary import Adaptive, DisturbedRound, Summary
 from lab.records.summary_step import PhaseSaving, StepSummary, Where
 
 RULE_NAMES = {
     TRAIN_EVAL: "training + evaluation (preprocessing excluded)",
     TRAIN_PREPROCESS: "training + preprocessing (evaluation excluded)",
+    WHITEN_TRAIN_FINAL_EVAL: (
+        "whitening + training + final evaluation (data loading and per-epoch evaluations excluded)"
+    ),
 }
-RULE_SHORT = {TRAIN_EVAL: "train + eval", TRAIN_PREPROCESS: "train + preprocess"}
+RULE_SHORT = {
+    TRAIN_EVAL: "train + eval",
+    TRAIN_PREPROCESS: "train + preprocess",
+    WHITEN_TRAIN_FINAL_EVAL: "whiten + train + final eval",
+}
 
 # A variant whose `learned` is false (lab.analysis.summary.learned), and the rule behind it.
 NOT_LEARNED = "did not learn at this scale"
@@ -103,6 +110,11 @@ def phases_came_from(savings: dict[str, PhaseSaving]) -> str:
 def no_effect(step: StepSummary) -> str:
     """Why a step is expected to change no work on this device."""
     expected = step.no_effect_expected
+    if expected.needs_device is not None:
+        return (
+            f"no effect expected on this device: it acts only on {expected.needs_device}, "
+            f"and these runs trained on {expected.device}"
+        )
     return (
         f"no effect expected on this device: it changes only {expected.needs_precision} "
         f"models, and this one trained in {expected.precision}"

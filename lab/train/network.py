@@ -339,7 +339,17 @@ def build_network(config: Config, whitening: torch.Tensor | None = None) -> nn.S
     model = BUILDERS[config.architecture](config, whitening)
     if config.dirac_init:
         dirac_first_filters(model)
+    if config.head_init_std is not None:
+        rescale_head(model, config.head_init_std)
     return model
+
+
+def rescale_head(model: nn.Module, std: float) -> None:
+    """The classifier's weights rescaled to standard deviation `std` (airbench94_muon's
+    `w *= 1 / w.std()`: its head starts with unit-scale weights and a logit scale of 1/256)."""
+    head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        head.weight.mul_(std / head.weight.std())
 
 
 def network_fields(config: Config) -> Config:
@@ -383,3 +393,13 @@ def flops_per_image(config: Config, image_size: int = 32) -> int:
     with FlopCounterMode(display=False) as counter:
         model(images).sum().backward()
     return counter.get_total_flops() // batch
+
+
+def forward_flops_per_image(config: Config, image_size: int = 32) -> int:
+    """Forward-only FLOPs for one image (an evaluation view), counted as `flops_per_image`."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_network(config).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, image_size, image_size))
+    return counter.get_total_flops()

@@ -34,6 +34,7 @@ from lab.recipe.config import Config
 from lab.recipe.horizons import run_bn_momentum, run_ema_rho
 from lab.recipe.vocabulary import OTHER, PHASES
 from lab.recipe.workload import steps_per_pass
+from lab.train.airbench_data import AirbenchPipeline
 from lab.train.clock import NoLedger, PhaseLedger, clock_for
 from lab.train.data import Cifar
 from lab.train.device_data import DevicePipeline, normalise
@@ -45,7 +46,7 @@ from lab.train.network import (
 )
 from lab.train.pipeline import Batch, Pipeline, build_loader_pipeline
 from lab.train.precision import Placement
-from lab.train.update import PageNesterov
+from lab.train.update import Muon, PageNesterov
 
 
 @dataclass
@@ -110,6 +111,11 @@ class RunResult:
     # its memory scaled to the run's length (`horizons`); 0: no EMA
     bn_momentum: float = 0.1  # BatchNorm's running-statistics momentum this run used: the
     # config's, or its memory scaled to the run's steps (`horizons`)
+    weight_average_updates: int = 0  # updates of a weight average (EMA or Lookahead), counted
+    # where they are made; Lookahead's per-epoch copy-back moves no average and is not one
+    eval_views: int = 0  # forward passes per test image in an evaluation (TTA's views)
+    compile_s: float = 0.0  # torch.compile's compilation in the warm-up, outside the timed
+    # region (0: not compiled)
 
     @property
     def train_s(self) -> float:
@@ -295,32 +301,88 @@ def _bias_group(model: torch.nn.Module, config: Config) -> set[int]:
     return {id(p) for name, p in model.named_parameters() if "bias" in name}
 
 
+def muon_filters(model: torch.nn.Module, config: Config) -> list[torch.nn.Parameter]:
+    """The parameters Muon updates (`optimizer="muon"`): every trainable 4-d filter bank, as
+    airbench94_muon's `len(p.shape) == 4`; none with SGD."""
+    if config.optimizer != "muon":
+        return []
+    return [p for p in model.parameters() if p.requires_grad and p.dim() == 4]
+
+
 def _optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimizer:
-    """SGD over the trainable parameters, in two groups: the bias group (`_bias_group`; in the
-    ResNet-9 the BatchNorm shifts) takes `bias_lr_scale` x the scheduled rate and
-    `bias_wd_scale` x the weight decay. Each group's `lr_scale` is applied at every step.
+    """SGD over the trainable parameters Muon does not take (`muon_filters`), in up to three
+    groups: the weights; the bias group (`_bias_group`; in the ResNet-9 the BatchNorm shifts),
+    which takes `bias_lr_scale` x the scheduled rate and `bias_wd_scale` x the weight decay;
+    and with `whitening_bias_decay` the stem's bias on its own, at the bias group's rate and
+    decay but its own schedule (`Trainer._set_lr`). Each group's `lr_scale` is applied at
+    every step.
 
     The loss is summed over the batch (Page's form; see `Trainer._loss`), so the configured
     weight decay is multiplied by the batch size here and the rate divided by it in `_set_lr`:
     the same update as a mean loss at the configured rate and decay."""
-    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    muon = {id(p) for p in muon_filters(model, config)}
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad and id(p) not in muon]
     biases = _bias_group(model, config)
+    stem = whitening_bias(model, config) if config.whitening_bias_decay else None
+    alone = {id(stem)} if stem is not None else set()
+    decay = config.weight_decay * config.batch_size
     groups = [
         {
-            "params": [p for _, p in named if id(p) not in biases],
-            "weight_decay": config.weight_decay * config.batch_size,
+            "params": [p for _, p in named if id(p) not in biases | alone],
+            "weight_decay": decay,
             "lr_scale": 1.0,
         },
         {
-            "params": [p for _, p in named if id(p) in biases],
-            "weight_decay": config.weight_decay * config.bias_wd_scale * config.batch_size,
+            "params": [p for _, p in named if id(p) in biases - alone],
+            "weight_decay": decay * config.bias_wd_scale,
             "lr_scale": config.bias_lr_scale,
+        },
+        {
+            "params": [p for _, p in named if id(p) in alone],
+            "weight_decay": decay * config.bias_wd_scale,
+            "lr_scale": config.bias_lr_scale,
+            "until_epoch": config.whitening_bias_epochs,
         },
     ]
     kept = [group for group in groups if group["params"]]
     if config.sgd_update == "page":
         return PageNesterov(kept, momentum=config.momentum, nesterov=config.nesterov)
     return torch.optim.SGD(kept, lr=0.0, momentum=config.momentum, nesterov=config.nesterov)
+
+
+def _muon(model: torch.nn.Module, config: Config) -> Muon | None:
+    filters = muon_filters(model, config)
+    return Muon(filters, config.muon_momentum, config.muon_ns_steps) if filters else None
+
+
+class Lookahead:
+    """airbench's Lookahead (`main5_lookahead`): an average of every floating-point state entry
+    (weights, frozen ones included, and BatchNorm's running statistics), moved toward the
+    model by `update(rho)`, avg <- avg + (1 - rho)(live - avg), after which the model is set
+    to it. The first update only takes the copy (as the source's first due step does)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.live = [t for t in model.state_dict().values() if t.is_floating_point()]
+        self.average: list[torch.Tensor] | None = None
+
+    @torch.no_grad()
+    def update(self, rho: float) -> bool:
+        """Move the average and copy it back; False when this call only took the copy."""
+        if self.average is None:
+            self.average = [t.clone() for t in self.live]
+            return False
+        for average, live in zip(self.average, self.live, strict=True):
+            average.lerp_(live, 1 - rho)
+            live.copy_(average)
+        return True
+
+    @torch.no_grad()
+    def copy_back(self) -> None:
+        """The weights set to the average (the source's per-epoch `update(decay=1.0)`)."""
+        if self.average is None:  # no update due yet: nothing to copy
+            return
+        for average, live in zip(self.average, self.live, strict=True):
+            live.copy_(average)
 
 
 class WeightAverage:
@@ -372,15 +434,23 @@ class Trainer:
         self.bn_momentum = run_bn_momentum(config, self.pipeline.train_size)
         self.model = self._model(filters)
         self.optimizer = _optimizer(self.model, config)
+        self.muon = _muon(self.model, config)
         self.ema_rho = run_ema_rho(config, self.pipeline.train_size)
         self.ema = WeightAverage(self.model, self.ema_rho) if self.ema_rho else None
+        self.lookahead = Lookahead(self.model) if config.lookahead_every else None
+        self.total_steps = sum(steps_per_pass(config, self.pipeline.train_size))
+        self.steps_done = 0  # optimiser steps over the run (Lookahead's clock)
+        self.weight_average_updates = 0
+        self.compile_s = 0.0
         self.scaler = self.placement.scaler()
         self.schedule = config.run_schedule
+        self.peak_rate = max(rate for _, rate in self.schedule.knots)
         self.setup_s = time.perf_counter() - setup_start - self.preprocess_s
         # Drawn where the pipeline draws (the device pipeline: where its data is, no copy).
         self.bulk_generator = torch.Generator(self.pipeline.generator_device).manual_seed(seed + 1)
         self.rng_calls = 0
         self.warmup_s = 0.0
+        self.views_per_batch = 0  # forward passes per test image in the last evaluation
 
     def _model(self, filters: torch.Tensor | None) -> torch.nn.Module:
         """The network on the device, in the run's precision and memory format."""
@@ -390,6 +460,8 @@ class Trainer:
     def _pipeline(self, data: Cifar) -> Pipeline:
         if self.config.data_path == "device":
             return DevicePipeline(self.config, data, self.placement)
+        if self.config.data_path == "airbench":
+            return AirbenchPipeline(self.config, data, self.placement)
         return build_loader_pipeline(self.config, data, self.placement, self.seed)
 
     def _whitening(self, data: Cifar) -> torch.Tensor:
@@ -423,9 +495,24 @@ class Trainer:
         update reads it one step on (his step counter is incremented first), so its first
         step does not have rate 0."""
         position = step + (1 if self.config.sgd_update == "page" else 0)
-        rate = self.schedule(epoch_index + position / self.pipeline.steps_per_epoch)
+        epoch = epoch_index + position / self.pipeline.steps_per_epoch
+        rate = self.schedule(epoch)
         for group in self.optimizer.param_groups:
-            group["lr"] = rate * group["lr_scale"] / self.config.batch_size
+            group["lr"] = self._group_rate(group, rate, epoch) / self.config.batch_size
+        if self.muon is not None:
+            # Muon's step is orthogonal, so the gradient's scale (summed or mean) does not
+            # matter: its rate is `muon_lr` on the schedule's shape, not divided by the batch.
+            for group in self.muon.param_groups:
+                group["lr"] = self.config.muon_lr * rate / self.peak_rate
+
+    def _group_rate(self, group: dict, rate: float, epoch: float) -> float:
+        """A group's rate per mean example: the schedule's x its `lr_scale`; the stem's bias
+        with `whitening_bias_decay` falls from the schedule's peak to 0 at its `until_epoch`
+        (airbench94_muon's 1 - step / whiten_bias_train_steps)."""
+        until = group.get("until_epoch")
+        if until is None:
+            return rate * group["lr_scale"]
+        return self.peak_rate * group["lr_scale"] * max(0.0, 1 - epoch / until)
 
     def warm_up(self) -> float:
         """One forward and backward per training batch shape, one evaluation forward per test
@@ -435,7 +522,20 @@ class Trainer:
         `blank_batch`): the run's shapes, dtype and layout. The copy leaves the run's weights,
         BatchNorm statistics, optimiser and RNG untouched. Returns the seconds it took."""
         start = self.timer.now()
-        model = copy.deepcopy(self.model)
+        if self.compiles:
+            self._warm_up_compiled()
+            self.compile_s = self.timer.now() - start
+        else:
+            self._warm_up_batches(copy.deepcopy(self.model))
+        self.warmup_s = self.timer.now() - start
+        return self.warmup_s
+
+    @property
+    def compiles(self) -> bool:
+        """`compile` acts on CUDA only: on a CPU the lab trains eagerly (docs/series.md)."""
+        return self.config.compile != "none" and self.device.type == "cuda"
+
+    def _warm_up_batches(self, model: torch.nn.Module) -> None:
         sizes = self.placement.warmup_shapes(self.pipeline.train_size, self.pipeline.test_size)
         train_sizes, test_sizes = sizes
         model.train()
@@ -448,9 +548,22 @@ class Trainer:
         with torch.no_grad():
             for size in test_sizes:
                 self._logits(model, self.placement.blank_batch(size)[0])
-        del model
-        self.warmup_s = self.timer.now() - start
-        return self.warmup_s
+
+    def _warm_up_compiled(self) -> None:
+        """Compile the model in place (`compile`'s mode) and run the warm-up batches on it, so
+        that compilation happens here, not in the timed region: once per graph, with the stem's
+        bias trainable and frozen when `whitening_bias_epochs` switches it (airbench's two
+        graphs). The weights and statistics are restored afterwards, the gradients dropped."""
+        saved = copy.deepcopy(self.model.state_dict())
+        self.model.compile(mode=self.config.compile)
+        bias = whitening_bias(self.model, self.config)
+        states = [True, False] if bias is not None and self.config.whitening_bias_epochs else [True]
+        for trainable in states:
+            if bias is not None:
+                bias.requires_grad_(trainable)
+            self._warm_up_batches(self.model)
+        self.model.load_state_dict(saved)
+        self.model.zero_grad(set_to_none=True)
 
     def _ledger(self) -> PhaseLedger:
         return PhaseLedger(self.clock) if self.account_phases else NoLedger(self.clock)
@@ -462,28 +575,51 @@ class Trainer:
         step: int,
         phase: Phase,
         ledger: PhaseLedger,
+        epoch_index: int = 0,
     ) -> torch.Tensor:
-        """One optimiser step (and the EMA's update when due); returns the loss. The
-        profiler's `phase` labels keep the EMA inside "optimizer" (as older traces have it);
-        the ledger gives it its own phase."""
+        """One optimiser step (and a weight average's update when due: the EMA's, at the
+        epoch's `step`; Lookahead's, on the run's step count from its start epoch); returns
+        the loss. The profiler's `phase` labels keep the averages inside "optimizer" (as older
+        traces have it); the ledger gives them their own phase."""
         with phase("forward"):
             ledger.enter("forward")
             loss = self._loss(images, labels)
         with phase("backward"):
             ledger.enter("backward")
-            self.optimizer.zero_grad(set_to_none=True)
+            for optimizer in self.optimizers:
+                optimizer.zero_grad(set_to_none=True)
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         with phase("optimizer"):
             ledger.enter("optimizer")
+            for optimizer in self.optimizers:
+                if self.scaler is not None:
+                    self.scaler.step(optimizer)
+                else:
+                    optimizer.step()
             if self.scaler is not None:
-                self.scaler.step(self.optimizer)
                 self.scaler.update()
-            else:
-                self.optimizer.step()
+            self.steps_done += 1
             if self.ema is not None and step % self.config.ema_every == 0:
                 ledger.enter("weight_average")
                 self.ema.update()
+                self.weight_average_updates += 1
+            if self._lookahead_due(epoch_index):
+                ledger.enter("weight_average")
+                rho = self.config.lookahead_decay_base**self.config.lookahead_every
+                rho *= (self.steps_done / self.total_steps) ** self.config.lookahead_decay_pow
+                self.weight_average_updates += self.lookahead.update(rho)  # type: ignore[union-attr]
         return loss
+
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.optimizer] if self.muon is None else [self.optimizer, self.muon]
+
+    def _lookahead_due(self, epoch_index: int) -> bool:
+        """Every `lookahead_every` steps of the run, from epoch `lookahead_start_epochs` (the
+        source's test on the epoch index and its run-long step count)."""
+        every = self.config.lookahead_every
+        started = epoch_index >= self.config.lookahead_start_epochs
+        return bool(every) and started and self.steps_done % every == 0
 
     def train_epoch(
         self,
@@ -515,7 +651,7 @@ class Trainer:
             with phase("h2d"):
                 ledger.enter("h2d")
                 images, labels = self.placement.inputs(images, labels)
-            loss = self._step(images, labels, step, phase, ledger)
+            loss = self._step(images, labels, step, phase, ledger, epoch_index)
             ledger.enter("other")  # the loss sum, the caller's per-step hook
             loss_sum += loss.detach() * (len(labels) / self.config.batch_size)
             seen += len(labels)
@@ -524,6 +660,9 @@ class Trainer:
                 after_step()
             if max_steps is not None and steps >= max_steps:
                 break
+        if self.lookahead is not None:  # the source copies back inside its timed region
+            ledger.enter("weight_average")
+            self.lookahead.copy_back()
         ledger.enter("train_edge")
         # A pass cut at `max_steps` leaves its loader's iterator alive in the generator:
         # closing it here shuts its workers down inside the timed region, as an exhausted
@@ -553,10 +692,13 @@ class Trainer:
         with self.placement.autocast():
             if self.config.tta == "multicrop":
                 views = tta_views(images)
+                self.views_per_batch = len(views)
                 return sum(weight * model(view) for weight, view in views)  # type: ignore[return-value]
             logits = model(images)
+            self.views_per_batch = 1
             if self.config.tta == "flip":
                 logits = (logits + model(images.flip(3))) / 2
+                self.views_per_batch = 2
             return logits
 
     @torch.no_grad()
@@ -624,6 +766,7 @@ def run_training(
         whitening_s=trainer.whitening_s,
         setup_s=trainer.setup_s,
         warmup_s=trainer.warmup_s,
+        compile_s=trainer.compile_s,
         ema_rho=trainer.ema_rho,
         bn_momentum=trainer.bn_momentum,
     )
@@ -656,4 +799,6 @@ def run_training(
     result.cpu_children_s = cpu_children_end - cpu_children_start
     result.worker_launches = trainer.pipeline.worker_launches
     result.rng_calls = trainer.rng_calls
+    result.weight_average_updates = trainer.weight_average_updates
+    result.eval_views = trainer.views_per_batch
     return result
