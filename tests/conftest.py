@@ -70,6 +70,7 @@ os.environ["LAB_DATA"] = str(NO_DATA_REQUESTED)
 
 STEP_NAMES = [s.name for s in series_steps("part1")]  # the seed article's steps (Part 1)
 SERIES_STEP_NAMES = [s.name for s in series_steps("full") if s.name not in STEP_NAMES]
+AIRBENCH_STEP_NAMES = [s.name for s in series_steps("airbench")]  # chapter 2
 VARIANT_NAMES = ["baseline", *(f"+{name}" for name in STEP_NAMES)]
 
 

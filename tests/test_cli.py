@@ -13,6 +13,7 @@ import torch
 from lab.recipe.variant import CONTROL_NAME
 from lab.records.jsonl import RECORD_SCHEMA_VERSION
 from tests.conftest import (
+    AIRBENCH_STEP_NAMES,
     REPO,
     SERIES_STEP_NAMES,
     STEP_NAMES,
@@ -91,8 +92,9 @@ def test_list_prints_steps_in_order_with_claims():
     result = call_cli("--list")
     assert result.returncode == 0
     numbered = [line.split() for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
-    assert [row[1] for row in numbered] == STEP_NAMES + SERIES_STEP_NAMES
+    assert [row[1] for row in numbered] == STEP_NAMES + SERIES_STEP_NAMES + AIRBENCH_STEP_NAMES
     assert "Part 1: -7 s -> 301 s on a V100" in result.stdout
+    assert "main7_mirror: -0.4 s -> 3.9 s on an A100 (0.36 PFLOPs, 9.9 epochs)" in result.stdout
 
 
 @pytest.mark.parametrize(

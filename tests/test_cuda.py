@@ -101,3 +101,35 @@ def test_phases_tile_a_cuda_run_on_events(make, real_cifar):
     assert sum(phases.values()) == pytest.approx(result.total_s, rel=1e-9)
     assert abs(phases["other"]) <= 0.05 * result.total_s, phases
     assert phases["forward"] > 0 and phases["backward"] > 0
+
+
+def _chapter2_final(real_cifar):
+    """Chapter 2's last variant (Muon, compiled, channels_last, fp16) at the smoke scale."""
+    import ablations  # noqa: F401
+    from lab.recipe.presets import PRESETS
+    from lab.recipe.registry import series_steps
+    from lab.recipe.variant import apply_steps
+
+    base = dataclasses.replace(PRESETS["smoke"].config, train_images=1100)
+    return apply_steps(base, series_steps("both"))
+
+
+def test_chapter2_compiles_in_the_warm_up_and_trains_in_fp16_channels_last(real_cifar):
+    config = _chapter2_final(real_cifar)
+    trainer = gpu_trainer(config, real_cifar)
+    assert trainer.placement.memory_format == torch.channels_last
+    trainer.warm_up()
+    assert trainer.compiles and trainer.compile_s > 0
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.train_epoch(0, max_steps=3)
+    moved = [not torch.equal(a, p) for a, p in zip(before, trainer.model.parameters(), strict=True)]
+    assert any(moved)
+    assert trainer.evaluate().accuracy >= 0
+
+
+def test_chapter2_runs_end_to_end_on_the_gpu(real_cifar):
+    config = _chapter2_final(real_cifar)
+    data = subset(real_cifar, config.train_images, config.test_images, config.subset_seed)
+    result = run_training(config, data, GPU, 0)
+    assert result.compile_s > 0 and result.eval_views == 6
+    assert all(torch.isfinite(torch.tensor(e.train_loss)) for e in result.epochs)

@@ -147,6 +147,8 @@ class Config:
     # diagonal shifts with their mirrors (1/8 each; lab/train/trainer.py `tta_views`)
     precision: str = "auto"  # auto: fp16 (`.half()`) on CUDA, fp32 on CPU; or fp32/fp16/autocast
     # (fp16 autocast with a gradient scaler), each on either device
+    channels_last: bool = False  # NHWC weights and inputs on CUDA (airbench's layout); a CPU
+    # keeps NCHW
     cudnn_benchmark: bool = True  # let cuDNN pick kernels by timing them (CUDA only)
     target_accuracy: float = 0.94  # test accuracy the run is judged against (fraction)
     # --- data pipeline ---

@@ -210,7 +210,7 @@ def _rule_table(summary: Summary) -> list[str]:
         "the article's saving as a percentage of its previous time. Percentages, not seconds, "
         "are what transfers between machines.",
         "",
-        "| step | article: part, rule | article saved | ours, on that rule | ours, timed region |",
+        "| step | source: where, rule | source saved | ours, on that rule | ours, timed region |",
         "| --- | --- | ---: | --- | --- |",
     ]
     for step in steps:

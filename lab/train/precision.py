@@ -63,7 +63,13 @@ class Placement:
             device=device,
             precision=precision,
             bn_fp32=config.bn_precision == "fp32",
-            memory_format=torch.contiguous_format,
+            # NHWC on CUDA (cuDNN's fast fp16 convolutions); a CPU keeps NCHW, the layout its
+            # fp32 kernels are measured in here.
+            memory_format=(
+                torch.channels_last
+                if config.channels_last and device.type == "cuda"
+                else torch.contiguous_format
+            ),
             pin_memory=config.pin_memory and device.type == "cuda",
             batch_size=config.batch_size,
             test_batch_size=config.test_batch_size,

@@ -503,7 +503,7 @@ class Trainer:
             # Muon's step is orthogonal, so the gradient's scale (summed or mean) does not
             # matter: its rate is `muon_lr` on the schedule's shape, not divided by the batch.
             for group in self.muon.param_groups:
-                group["lr"] = self.config.muon_lr * rate / self.peak_rate
+                group["lr"] = self.config.muon_lr * self.config.lr_scale * rate / self.peak_rate
 
     def _group_rate(self, group: dict, rate: float, epoch: float) -> float:
         """A group's rate per mean example: the schedule's x its `lr_scale`; the stem's bias
