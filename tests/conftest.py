@@ -189,9 +189,17 @@ def folder_state(folder: Path | None) -> tuple:
     """(path, size, mtime) of every file under `folder`: changes whenever a job writes."""
     if folder is None or not folder.is_dir():
         return ()
-    return tuple(
-        sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*"))
-    )
+    return tuple(sorted(filter(None, map(_file_state, folder.rglob("*")))))
+
+
+def _file_state(path: Path) -> tuple[str, int, int] | None:
+    """(path, size, mtime), or None for a file gone since it was listed: the profiler writes a
+    trace to a `.tmp` file and renames it, so a listing can name a file that no longer is."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (str(path), stat.st_size, stat.st_mtime_ns)
 
 
 def _out_folder(args: Iterable[str]) -> Path | None:

@@ -53,7 +53,7 @@ def test_dirac_filters_pass_their_input_through():
         assert torch.equal(identity, x)
         rest = conv.weight[conv.in_channels :]
         if len(rest):  # the other filters keep PyTorch's default initialisation
-            spread, default = float(rest.std()), float(other.weight.std())
+            spread, default = float(rest.detach().std()), float(other.weight.detach().std())
             assert spread == pytest.approx(default, rel=0.2)
 
 
@@ -72,10 +72,13 @@ def test_patch_whitening_filters_whiten_the_patches(images):
     covariance = out.T @ out / len(out)
     patches = F.unfold(images, 2).transpose(1, 2).reshape(-1, 12)
     values = torch.linalg.eigvalsh(patches.T @ patches / len(patches)).flip(0)
-    # Exactly diag(lambda / (lambda + eps)): the identity where a component's variance is far
-    # above eps (every one but the faintest), nothing off the diagonal.
+    # diag(lambda / (lambda + eps)): the identity where a component's variance is far above
+    # eps, nothing off the diagonal. The faintest components (variance ~1e-4, under eps) come
+    # from a float32 eigendecomposition, as the source's do, so they are good to ~5e-3 only.
     expected = torch.diag(values / (values + eps))
-    assert torch.allclose(covariance, expected, atol=2e-3)
+    strong = values > 10 * eps
+    assert torch.allclose(covariance[strong][:, strong], expected[strong][:, strong], atol=2e-3)
+    assert torch.allclose(covariance, expected, atol=1e-2)
     assert covariance.diagonal()[:6].min() > 0.99  # the 6 strongest of 12 components
 
 

@@ -118,7 +118,7 @@ def test_the_article_panel_is_in_the_articles_own_seconds(example, series):
         assert article.patches[-1].get_height() == pytest.approx(times[-1])
         for patch, before, after in zip(article.patches[1:-1], times[:-1], times[1:], strict=True):
             assert patch.get_height() == pytest.approx(before - after)
-        assert "as the article states them" in article.get_ylabel()
+        assert "as the sources state them" in article.get_ylabel()
         _close(fig)
     # A `--from` chain starts after its article step, in the article's seconds there.
     later = dataclasses.replace(series.article, start_step=3)

@@ -33,11 +33,14 @@ def test_committed_tables_are_the_generated_ones(page, name):
 
 
 def test_every_step_and_article_figure_is_in_the_series_table():
-    table = doctables.series_table()
-    for step in all_steps():
-        assert f"`{step.name}`" in table
+    """Chapter 1's steps and figures in the series table, chapter 2's in its own."""
+    tables = {1: doctables.series_table(), 2: doctables.chapter2_table()}
+    for step in series_steps("full"):
+        assert f"`{step.name}`" in tables[1]
+    for step in series_steps("airbench"):
+        assert f"`{step.name}`" in tables[2]
     for figure in article.STEPS:
-        assert f"{figure.time_s:g} s" in table
+        assert f"{figure.time_s:g} s" in tables[figure.chapter]
 
 
 def test_the_step_order_is_the_articles():
@@ -51,10 +54,11 @@ def test_the_step_order_is_the_articles():
 
 
 def test_the_step_count_is_the_registrys():
-    steps = all_steps()
     sentence = doctables.step_count()
-    assert f"`--series full` runs {len(steps)} steps" in sentence
-    assert f"splits into {sum(step.part == 1 for step in steps)} (`--all`)" in sentence
+    assert f"`--series full` runs {len(series_steps('full'))} steps" in sentence
+    assert f"in {len(series_steps('airbench'))} steps (`--series airbench`" in sentence
+    assert f"`--series both` runs {len(series_steps('both'))} steps" in sentence
+    assert f"splits into {len(series_steps('part1'))} (`--all`)" in sentence
 
 
 def test_a_step_outside_the_article_gets_a_row_and_a_count(tmp_path):
@@ -156,3 +160,26 @@ def test_readme_quotes_the_series_example_as_measured():
     assert f"Baseline {total['baseline_s']:.2f} s -> final {total['final_s']:.2f} s" in prose
     assert f"({total['saved_pct']:.0f}% saved" in prose
     assert f"minimum detectable saving is {summary['power']['min_detectable_pct']:.0f}%" in prose
+
+
+def _points(change: dict) -> str:
+    low, high = change["low_pts"], change["high_pts"]
+    return f"{_signed(change['estimate_pts'])} [{_signed(low)}, {_signed(high)}]"
+
+
+def test_readme_quotes_the_airbench_example_as_measured():
+    """Every step of chapter 2: its saving here, its accuracy change, its source's saving."""
+    summary, section = _summary("example-cpu-airbench"), _section("example-cpu-airbench")
+    rows = _step_rows(section)
+    assert set(rows) == {step["name"] for step in summary["steps"]}
+    for step in summary["steps"]:
+        row = rows[step["name"]]
+        assert row.startswith(_interval(step["saved_pct"])), (step["name"], row)
+        assert _points(step["accuracy_change"]) in row, (step["name"], row)
+        assert f"| {step['article']['saved_pct']:.1f}%" in row, (step["name"], row)
+    total, prose, power = summary["total"], _prose(section), summary["power"]
+    assert f"Baseline {total['baseline_s']:.2f} s -> final {total['final_s']:.2f} s" in prose
+    assert f"({total['saved_pct']:.0f}% saved" in prose
+    assert f"minimum detectable saving {power['min_detectable_pct']:.1f}%" in prose
+    assert f"control read {_interval(summary['control']['saved_pct'])}" in prose
+    assert f"{summary['rounds']} clean rounds" in prose and not summary["disturbed_rounds"]
