@@ -27,6 +27,7 @@ itself matters: the exit status of an interpreter, a signal, a server, the end-t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import io
 import json
@@ -42,6 +43,7 @@ from pathlib import Path
 import pytest
 
 import ablations  # noqa: F401  (registers the steps: the registry imports none)
+from lab.recipe.presets import PRESETS
 from lab.recipe.registry import series_steps
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,6 +73,9 @@ os.environ["LAB_DATA"] = str(NO_DATA_REQUESTED)
 STEP_NAMES = [s.name for s in series_steps("part1")]  # the seed article's steps (Part 1)
 SERIES_STEP_NAMES = [s.name for s in series_steps("full") if s.name not in STEP_NAMES]
 AIRBENCH_STEP_NAMES = [s.name for s in series_steps("airbench")]  # chapter 2
+# The smoke preset with enough images for a series: Page's final recipe, which every series
+# passes through, trains at batch 512 with the last partial batch dropped (docs/presets.md).
+SERIES_SMOKE = dataclasses.replace(PRESETS["smoke"].config, train_images=1100)
 VARIANT_NAMES = ["baseline", *(f"+{name}" for name in STEP_NAMES)]
 
 

@@ -24,7 +24,6 @@ from lab.recipe import article
 from lab.recipe.config import Config
 from lab.recipe.decoupled import decoupled_rate, kilostep_scale, with_source_run
 from lab.recipe.horizons import article_training_steps
-from lab.recipe.presets import PRESETS
 from lab.recipe.registry import series_start, series_steps
 from lab.recipe.variant import apply_steps, cumulative_variants
 from lab.recipe.vocabulary import WHITEN_TRAIN_FINAL_EVAL
@@ -37,16 +36,12 @@ from lab.train.precision import Placement
 from lab.train.rng import CountingRng
 from lab.train.trainer import Lookahead, Trainer, _optimizer, muon_filters
 from lab.train.update import Muon, orthogonalised
+from tests import test_airbench as airbench_network
+from tests.conftest import SERIES_SMOKE
 
-AIRBENCH = Config(
-    architecture="airbench",
-    activation="gelu",
-    bn_scale_frozen=True,
-    bn_eps=1e-12,
-    width=24,
-    data_path="airbench",
-    drop_last=True,
-    batch_size=8,
+# test_airbench's network, wide enough for dirac, on airbench's data path.
+AIRBENCH = dataclasses.replace(
+    airbench_network.AIRBENCH, width=24, data_path="airbench", drop_last=True, batch_size=8
 )
 
 
@@ -204,13 +199,9 @@ def test_muon_takes_the_filters_and_sgd_the_rest():
 
 
 def test_the_whitening_bias_rate_falls_to_zero_at_its_epochs(real_cifar):
-    config = dataclasses.replace(
-        apply_steps(
-            dataclasses.replace(PRESETS["smoke"].config, train_images=1100),
-            series_steps("both"),
-        ),
-    )
-    trainer = Trainer(config, subset(real_cifar, 1100, 200, 0), torch.device("cpu"), 0)
+    config = apply_steps(SERIES_SMOKE, series_steps("both"))
+    data = subset(real_cifar, config.train_images, config.test_images, config.subset_seed)
+    trainer = Trainer(config, data, torch.device("cpu"), 0)
     stem = next(g for g in trainer.optimizer.param_groups if g.get("until_epoch") is not None)
     until = stem["until_epoch"]
     per_epoch = trainer.pipeline.steps_per_epoch

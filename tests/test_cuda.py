@@ -103,19 +103,17 @@ def test_phases_tile_a_cuda_run_on_events(make, real_cifar):
     assert phases["forward"] > 0 and phases["backward"] > 0
 
 
-def _chapter2_final(real_cifar):
+def _chapter2_final():
     """Chapter 2's last variant (Muon, compiled, channels_last, fp16) at the smoke scale."""
-    import ablations  # noqa: F401
-    from lab.recipe.presets import PRESETS
     from lab.recipe.registry import series_steps
     from lab.recipe.variant import apply_steps
+    from tests.conftest import SERIES_SMOKE
 
-    base = dataclasses.replace(PRESETS["smoke"].config, train_images=1100)
-    return apply_steps(base, series_steps("both"))
+    return apply_steps(SERIES_SMOKE, series_steps("both"))
 
 
 def test_chapter2_compiles_in_the_warm_up_and_trains_in_fp16_channels_last(real_cifar):
-    config = _chapter2_final(real_cifar)
+    config = _chapter2_final()
     trainer = gpu_trainer(config, real_cifar)
     assert trainer.placement.memory_format == torch.channels_last
     trainer.warm_up()
@@ -128,7 +126,7 @@ def test_chapter2_compiles_in_the_warm_up_and_trains_in_fp16_channels_last(real_
 
 
 def test_chapter2_runs_end_to_end_on_the_gpu(real_cifar):
-    config = _chapter2_final(real_cifar)
+    config = _chapter2_final()
     data = subset(real_cifar, config.train_images, config.test_images, config.subset_seed)
     result = run_training(config, data, GPU, 0)
     assert result.compile_s > 0 and result.eval_views == 6

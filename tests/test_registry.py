@@ -27,6 +27,7 @@ from lab.recipe.variant import apply_steps, cumulative_variants, leave_one_out_v
 from lab.recipe.vocabulary import LEAVE_ONE_OUT
 from lab.train.data import subset
 from lab.train.trainer import run_training
+from tests.conftest import SERIES_SMOKE
 
 STEPS = all_steps()
 PAGE = series_steps("full")  # chapter 1: Page's series
@@ -36,7 +37,7 @@ EXACT = {"params", "worker_launches", "rng_calls", "train_steps", "epochs", "flo
 EXACT |= {"preprocess_s"}
 # Parts 2-8 change batch sizes (512, 768) and cut epochs by a step or two out of ten: on the
 # smoke preset's 500 images there would be no batch to drop and nothing to cut.
-SERIES_BASE = dataclasses.replace(PRESETS["smoke"].config, train_images=1100)
+SERIES_BASE = SERIES_SMOKE
 
 
 _MEASURED: dict[tuple, dict[str, float]] = {}

@@ -24,6 +24,7 @@ from lab.train.network import GhostBatchNorm, build_network, count_parameters, f
 from lab.train.precision import Placement
 from lab.train.rng import CountingRng
 from lab.train.trainer import WeightAverage, whitening_filters
+from tests.conftest import SERIES_SMOKE
 
 
 def article_config(last_step: str) -> Config:
@@ -278,7 +279,7 @@ def test_profiled_pass_of_the_final_network_spans_short_passes(real_cifar, tmp_p
     from lab.recipe.variant import cumulative_variants
     from lab.train.data import subset
 
-    base = dataclasses.replace(get_preset("smoke").config, train_images=1100)
+    base = SERIES_SMOKE
     final = cumulative_variants(base, series_steps("full"))[-1]
     data = subset(real_cifar, base.train_images, base.test_images, base.subset_seed)
     profile = profile_in_subprocess(final, data, torch.device("cpu"), 0, tmp_path / "run")
